@@ -1,0 +1,44 @@
+"""wsikit: read whole-slide images from any scanner format and turn them into tiles.
+
+    >>> import wsikit
+    >>> with wsikit.open_slide("slide.svs") as slide:
+    ...     region = slide.extract_region((1000, 2000), (512, 512))   # (i, j), (h, w)
+    ...     for tile in slide.generate_tiles(shape=256, pad=True):
+    ...         ...
+
+Coordinates are (i, j) = (row, column) everywhere.
+"""
+from __future__ import annotations
+
+import importlib
+
+from .backends import SkippedTileWarning, SlideBackend, backend_names, register_backend
+from .errors import BackendUnavailableError, CorruptSlideError, LimitError, SlideError, UnsupportedFormatError
+from .limits import get_max_bytes, set_max_bytes
+from .opener import open_slide
+from .plan import TileSpec
+from .tile import Tile
+
+__version__ = "0.1.0"
+
+# Backend classes import their dependencies (OpenSlide, pydicom, JPype) only when used.
+_LAZY = {
+    "TiffBackend": "wsikit.backends.tiff",
+    "OpenSlideBackend": "wsikit.backends.openslide",
+    "DICOMBackend": "wsikit.backends.dicom",
+    "BioFormatsBackend": "wsikit.backends.bioformats",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'wsikit' has no attribute {name!r}")
+
+
+__all__ = [
+    "open_slide", "SlideBackend", "Tile", "TileSpec",
+    "TiffBackend", "OpenSlideBackend", "DICOMBackend", "BioFormatsBackend",
+    "SlideError", "UnsupportedFormatError", "CorruptSlideError", "LimitError", "BackendUnavailableError",
+    "SkippedTileWarning", "get_max_bytes", "set_max_bytes", "backend_names", "register_backend",
+]

@@ -1,0 +1,310 @@
+"""TiffBackend: TIFF-family slides read directly with tifffile + imagecodecs.
+
+tifffile parses the file structure; pixels come from decoding the file's own tiles or
+strips (``TiffPage.decode`` on bytes read with ``os.pread``, which needs no lock and has
+no shared file offset, so threads and forked processes can read at once). Every level is
+read in its own pixel frame, whatever its downsample.
+"""
+from __future__ import annotations
+
+import os
+import re
+
+import numpy as np
+
+from ..errors import CorruptSlideError, UnsupportedFormatError
+from ..limits import check_allocation
+from ..reader import TileGrid
+from .base import SlideBackend
+
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+# Associated-image names as vendors write them -> the names users look up.
+_ASSOCIATED_NAMES = {"thumbnail": "thumbnail", "label": "label", "macro": "macro", "overview": "macro"}
+# A native tile or strip larger than this is better left to OpenSlide when it can read
+# the file (e.g. NDPI levels stored as one JPEG).
+_LARGE_CHUNK_BYTES = 256 * 1024**2
+
+
+def has_tiff_magic(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) in _TIFF_MAGIC
+    except OSError:
+        return False
+
+
+def _openslide_reads(path: str) -> bool:
+    try:
+        import openslide
+
+        return openslide.OpenSlide.detect_format(path) is not None
+    except Exception:
+        return False
+
+
+class TiffBackend(SlideBackend):
+    """Aperio SVS, generic pyramidal TIFF, NDPI, Philips TIFF and plain TIFF through tifffile."""
+
+    name = "tiff"
+
+    @classmethod
+    def can_read(cls, path: str) -> bool:
+        if not os.path.isfile(path) or not has_tiff_magic(path):
+            return False
+        try:
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                page = tif.pages.first
+                # Formats whose layout tifffile does not describe as a plain pyramid:
+                # Ventana BIF (overlapping tiles), Leica SCN (several placed images).
+                if page.is_bif or page.is_scn:
+                    return False
+                series = tif.series[0]
+                if _level_layout(series.levels[0].keyframe) is None:
+                    return False
+                chunk = _chunk_bytes(series.levels[0].keyframe)
+                if chunk > _LARGE_CHUNK_BYTES and _openslide_reads(path):
+                    return False
+            return True
+        except Exception:
+            return False
+
+    def _open(self, **options) -> None:
+        if options:
+            raise TypeError(f"unexpected options for TiffBackend: {', '.join(options)}")
+        import tifffile
+
+        if not has_tiff_magic(self.path):
+            raise UnsupportedFormatError(self.path, "not a TIFF file")
+        self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        self._tif = tifffile.TiffFile(self.path)
+        main = self._tif.series[0]
+        pages = [level.keyframe for level in main.levels]
+        layout = _level_layout(pages[0])
+        if layout is None:
+            raise UnsupportedFormatError(self.path, f"TIFF image of axes {main.axes} and type {pages[0].dtype} is not a layout wsikit reads")
+        self.is_rgb, samples = layout
+        self.dtype = np.dtype(pages[0].dtype)
+        self.sizes = (1, samples, 1)
+        self._pages = []
+        for page in pages:
+            if _level_layout(page) != layout:
+                break  # a level of another layout is not part of the same pyramid
+            self._pages.append(page)
+        self._level_shapes = [(int(p.imagelength), int(p.imagewidth)) for p in self._pages]
+        self._grids = [self._tile_grid(k, page) for k, page in enumerate(self._pages)]
+        self.channel_names = ["R", "G", "B"] if self.is_rgb else [f"C{k}" for k in range(samples)]
+        self._read_metadata(pages[0])
+        for k, series in enumerate(self._tif.series[1:], start=1):
+            self._add_associated(k, series)
+
+    def _close(self) -> None:
+        tif = getattr(self, "_tif", None)
+        if tif is not None:
+            tif.close()
+        fd = getattr(self, "_fd", None)
+        if fd is not None:
+            os.close(fd)
+            self._fd = None
+
+    # -- metadata ------------------------------------------------------------------------
+    def _read_metadata(self, page) -> None:
+        props = self._properties
+        for tag in ("ImageDescription", "Make", "Model", "Software", "DateTime", "Artist",
+                    "HostComputer", "Copyright", "XResolution", "YResolution", "ResolutionUnit"):
+            value = page.tags.valueof(tag)
+            if value is None:
+                continue
+            if isinstance(value, tuple) and len(value) == 2:
+                value = value[0] / value[1] if value[1] else 0.0
+            props[f"tiff.{tag}"] = str(getattr(value, "name", value))
+        vendor = "generic-tiff"
+        description = page.description or ""
+        if page.is_svs:
+            vendor = "aperio"
+            for key, value in _aperio_fields(description).items():
+                props[f"aperio.{key}"] = value
+            mpp = _float(props.get("aperio.MPP"))
+            if mpp:
+                self._mpp = (mpp, mpp)
+            self._objective_power = _float(props.get("aperio.AppMag"))
+        elif page.is_ndpi:
+            vendor = "hamamatsu"
+            ndpi = getattr(page, "ndpi_tags", None) or {}
+            self._objective_power = _float(ndpi.get("Magnification"))
+        elif page.is_philips:
+            vendor = "philips"
+            match = re.search(r'DICOM_PIXEL_SPACING".*?>\s*"?([\d.eE+-]+)"?\s+"?([\d.eE+-]+)', description, re.S)
+            if match:
+                self._mpp = (float(match.group(1)) * 1000, float(match.group(2)) * 1000)
+        if self._mpp is None:
+            self._mpp = _resolution_mpp(page)
+        props["wsikit.vendor"] = vendor
+        if self._mpp:
+            props["wsikit.mpp-y"], props["wsikit.mpp-x"] = (repr(v) for v in self._mpp)
+        if self._objective_power:
+            props["wsikit.objective-power"] = repr(self._objective_power)
+
+    def _add_associated(self, index: int, series) -> None:
+        name = _ASSOCIATED_NAMES.get((series.name or "").strip().lower())
+        if name is None:
+            name = (series.name or "").strip().lower() or f"image{index}"
+        if name in self._associated:
+            name = f"{name}{index}"
+        page = series.keyframe
+        if _level_layout(page) is None or len(series.shape) > 3:
+            return
+
+        def load(series=series, page=page):
+            check_allocation(series.shape, np.dtype(series.dtype).itemsize, f"associated image {name!r}", self.path)
+            try:
+                array = series.asarray()
+            except Exception as exc:
+                raise CorruptSlideError(self.path, f"associated image {name!r} cannot be decoded: {exc}") from None
+            return _as_rgb(array)
+
+        self._associated[name] = load
+
+    # -- pixels --------------------------------------------------------------------------
+    def _tile_grid(self, level: int, page) -> TileGrid:
+        shape = (int(page.imagelength), int(page.imagewidth))
+        if page.is_tiled:
+            tile_shape = (int(page.tilelength), int(page.tilewidth))
+        else:
+            rows = int(page.rowsperstrip or shape[0])
+            tile_shape = (min(rows, shape[0]), shape[1])
+        rows, cols = -(-shape[0] // tile_shape[0]), -(-shape[1] // tile_shape[1])
+        samples = int(page.samplesperpixel)
+        separate = samples > 1 and int(page.planarconfig) == 2
+        expected = rows * cols * (samples if separate else 1)
+        if len(page.dataoffsets) < expected or len(page.databytecounts) < expected:
+            raise CorruptSlideError(
+                self.path, f"level {level} lists {len(page.dataoffsets)} tiles or strips, its size needs {expected}")
+        pixel_shape = (3,) if self.is_rgb else self.sizes
+        check_allocation(tile_shape + (samples,), page.dtype.itemsize, f"native tile of level {level}", self.path)
+
+        def decode(ti: int, tj: int) -> np.ndarray:
+            index = ti * cols + tj
+            if separate:
+                planes = [self._decode_segment(page, index + k * rows * cols, tile_shape, 1) for k in range(samples)]
+                array = np.concatenate(planes, axis=2)
+            else:
+                array = self._decode_segment(page, index, tile_shape, samples)
+            if self.is_rgb:
+                return array[:, :, :3]
+            return array.reshape(array.shape[:2] + pixel_shape)
+
+        return TileGrid(("tiff", level), shape, tile_shape, pixel_shape, np.dtype(page.dtype) if not self.is_rgb else np.dtype(np.uint8), decode)
+
+    def _decode_segment(self, page, index: int, tile_shape, samples: int) -> np.ndarray:
+        offset = int(page.dataoffsets[index])
+        count = int(page.databytecounts[index])
+        if count == 0 or offset == 0:
+            # No data stored for this tile: tifffile and libtiff read it as empty (zero).
+            return np.zeros(tile_shape + (samples,), dtype=page.dtype)
+        data = os.pread(self._fd, count, offset)
+        if len(data) != count:
+            raise CorruptSlideError(self.path, f"tile/strip {index} ends past the end of the file (offset {offset}, {count} bytes)")
+        try:
+            array, _, _ = page.decode(data, index, jpegtables=page.jpegtables, jpegheader=page.jpegheader)
+        except Exception as exc:
+            raise CorruptSlideError(self.path, f"tile/strip {index} cannot be decoded: {type(exc).__name__}: {exc}") from None
+        if array is None:
+            return np.zeros(tile_shape + (samples,), dtype=page.dtype)
+        array = array.reshape(array.shape[-3:])  # drop the depth axis of 2-D images
+        return array
+
+    def _read_region(self, level: int, i: int, j: int, h: int, w: int, **kwargs) -> np.ndarray:
+        if kwargs:
+            raise TypeError(f"unexpected arguments for TiffBackend.extract_region: {', '.join(kwargs)}")
+        try:
+            return self._reader.read(self._grids[level], i, j, i + h, j + w)
+        except ValueError as exc:
+            raise CorruptSlideError(self.path, str(exc)) from None
+
+    def _after_fork(self) -> None:
+        # The inherited descriptor is safe with pread, but give the child its own so
+        # that a parent closing the file does not pull it from under the child.
+        self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+
+
+def _level_layout(page):
+    """(is_rgb, samples) for a page wsikit reads, else None."""
+    try:
+        if page.is_tiled and int(getattr(page, "tiledepth", 1) or 1) > 1:
+            return None
+        if int(getattr(page, "imagedepth", 1) or 1) > 1:
+            return None
+        dtype = np.dtype(page.dtype)
+        samples = int(page.samplesperpixel)
+        photometric = int(page.photometric)
+    except Exception:
+        return None
+    if dtype.kind not in "uifb":
+        return None
+    # RGB (2) and YCbCr (6, decoded to RGB by the JPEG codec) 8-bit: brightfield.
+    if dtype == np.uint8 and samples in (3, 4) and photometric in (2, 6):
+        if photometric == 6 and int(page.compression) not in (6, 7):
+            return None  # subsampled raw YCbCr: leave to OpenSlide
+        return True, 3
+    if photometric in (0, 1, 2, 5) or samples == 1:
+        if photometric == 3:  # palette
+            return None
+        return False, samples
+    return None
+
+
+def _chunk_bytes(page) -> int:
+    if page.is_tiled:
+        th, tw = int(page.tilelength), int(page.tilewidth)
+    else:
+        th, tw = int(page.rowsperstrip or page.imagelength), int(page.imagewidth)
+    return th * tw * int(page.samplesperpixel) * np.dtype(page.dtype).itemsize
+
+
+def _as_rgb(array: np.ndarray) -> np.ndarray:
+    from ..pixels import to_uint8
+
+    array = to_uint8(np.asarray(array))
+    if array.ndim == 2:
+        return np.repeat(array[:, :, None], 3, axis=2)
+    if array.ndim == 3 and array.shape[2] >= 3:
+        return np.ascontiguousarray(array[:, :, :3])
+    if array.ndim == 3 and array.shape[0] in (1, 3) and array.shape[2] not in (1, 3):
+        return _as_rgb(np.moveaxis(array, 0, 2))
+    if array.ndim == 3 and array.shape[2] == 1:
+        return np.repeat(array, 3, axis=2)
+    raise ValueError(f"cannot show an image of shape {array.shape} as RGB")
+
+
+def _aperio_fields(description: str) -> dict[str, str]:
+    fields = {}
+    for part in description.split("|")[1:]:
+        if "=" in part:
+            key, value = part.split("=", 1)
+            fields[key.strip()] = value.strip()
+    return fields
+
+
+def _float(value) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if number > 0 and np.isfinite(number) else None
+
+
+def _resolution_mpp(page) -> tuple[float, float] | None:
+    """Microns per pixel from the TIFF resolution tags, as OpenSlide's generic TIFF reader does."""
+    unit = page.tags.valueof("ResolutionUnit")
+    microns = {2: 25400.0, 3: 10000.0}.get(int(unit) if unit is not None else 0)
+    if microns is None:
+        return None
+    mpp = []
+    for tag in ("YResolution", "XResolution"):
+        value = page.tags.valueof(tag)
+        if not (isinstance(value, tuple) and len(value) == 2 and value[0] > 0 and value[1] > 0):
+            return None
+        mpp.append(microns * value[1] / value[0])
+    return mpp[0], mpp[1]

@@ -1,0 +1,77 @@
+"""Tile-grid arithmetic: pure functions of shapes, no pixels.
+
+All shapes and coordinates are (i, j) = (row, column), in pixels of one level.
+"""
+from __future__ import annotations
+
+import numbers
+from typing import Iterator
+
+import numpy as np
+
+
+def as_int(value, name: str, *, minimum: int | None = None) -> int:
+    """``value`` as a Python int, or TypeError/ValueError naming ``name``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def as_pair(value, name: str, *, minimum: int | None = None) -> tuple[int, int]:
+    """An int or a pair of ints as an (i, j) tuple of Python ints."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
+        v = as_int(value, name, minimum=minimum)
+        return v, v
+    if isinstance(value, (tuple, list, np.ndarray)) and len(value) == 2:
+        return (as_int(value[0], f"{name}[0]", minimum=minimum), as_int(value[1], f"{name}[1]", minimum=minimum))
+    raise TypeError(f"{name} must be an int or a pair (i, j) of ints, got {value!r}")
+
+
+def tiles_along_axis(length: int, size: int, stride: int, pad: bool) -> int:
+    """How many tiles the seed's grid places along one axis of ``length`` pixels.
+
+    Without padding: only tiles that lie wholly inside. With padding, when the stride
+    does not divide the length: every start inside the image (``length // stride + 1``).
+    """
+    if pad and length % stride != 0:
+        return length // stride + 1
+    return max(0, (length - size) // stride + 1)
+
+
+def grid_shape(image_shape, shape, stride=None, pad: bool = False) -> tuple[int, int]:
+    """(rows, columns) of tiles for an image of ``image_shape`` pixels."""
+    shape = as_pair(shape, "shape", minimum=1)
+    stride = shape if stride is None else as_pair(stride, "stride", minimum=1)
+    return (
+        tiles_along_axis(int(image_shape[0]), shape[0], stride[0], bool(pad)),
+        tiles_along_axis(int(image_shape[1]), shape[1], stride[1], bool(pad)),
+    )
+
+
+def tile_locations(image_shape, shape, stride=None, pad: bool = False) -> Iterator[tuple[int, int]]:
+    """Top-left (i, j) of every tile, row-major, in the seed's order."""
+    shape = as_pair(shape, "shape", minimum=1)
+    stride = shape if stride is None else as_pair(stride, "stride", minimum=1)
+    rows, cols = grid_shape(image_shape, shape, stride, pad)
+    for r in range(rows):
+        for c in range(cols):
+            yield r * stride[0], c * stride[1]
+
+
+def clip_box(location, size, image_shape):
+    """The part of the box ``location + size`` inside the image.
+
+    Returns ``(src, dst)`` where ``src`` = (i0, j0, i1, j1) in image pixels and ``dst`` =
+    (i0, j0) where that part lands in the requested box, or None when nothing overlaps.
+    """
+    i, j = location
+    h, w = size
+    H, W = image_shape
+    i0, j0 = max(i, 0), max(j, 0)
+    i1, j1 = min(i + h, H), min(j + w, W)
+    if i0 >= i1 or j0 >= j1:
+        return None
+    return (i0, j0, i1, j1), (i0 - i, j0 - j)

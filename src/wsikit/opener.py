@@ -1,0 +1,59 @@
+"""open_slide: find the backend that reads a file, and open it."""
+from __future__ import annotations
+
+import os
+
+from .backends import backend_class, backend_names
+from .backends.base import SlideBackend
+from .errors import SlideError, UnsupportedFormatError
+
+
+def open_slide(path, backend: str | None = None, **options) -> SlideBackend:
+    """Open a whole-slide image.
+
+    With ``backend=None`` every backend is asked in turn (``tiff``, ``dicom``,
+    ``openslide``, ``bioformats``) whether it reads the file, and the first that does
+    opens it. ``backend="openslide"`` (or another name) forces one. ``options`` go to the
+    backend (e.g. ``cache_bytes``).
+    """
+    if isinstance(path, (bytes, bytearray)):
+        path = os.fsdecode(path)
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(2, "No such file or directory", path)
+    if backend is not None:
+        cls = backend_class(backend)
+        if not cls.can_read(path):
+            if os.path.isdir(path) and not cls.reads_folders:
+                raise IsADirectoryError(21, "Is a directory", path)
+            raise UnsupportedFormatError(path, f"the {backend!r} backend does not recognise this file")
+        return cls(path, **options)
+    if os.path.isfile(path) and not os.access(path, os.R_OK):
+        raise PermissionError(13, "Permission denied", path)
+    first_error: SlideError | None = None
+    tried = []
+    for name in backend_names():
+        cls = backend_class_or_none(name)
+        if cls is None or not cls.can_read(path):
+            continue
+        tried.append(name)
+        try:
+            return cls(path, **options)
+        except SlideError as exc:
+            # Another backend may still read the file; report the first failure if none does.
+            first_error = first_error or exc
+    if first_error is not None:
+        raise first_error
+    if os.path.isdir(path):
+        raise IsADirectoryError(21, "Is a directory (and not a DICOM series wsikit can read)", path)
+    raise UnsupportedFormatError(path, f"no backend recognises this file (asked: {', '.join(backend_names())})")
+
+
+def backend_class_or_none(name: str):
+    """The backend class, or None when its optional dependencies are not installed."""
+    try:
+        return backend_class(name)
+    except ImportError:
+        return None

@@ -1,0 +1,120 @@
+"""Pixel-value helpers shared by the backends: dtype normalisation, display colour, resizing."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def to_uint8(array: np.ndarray) -> np.ndarray:
+    """Scale ``array`` to uint8 from the full range of its pixel type.
+
+    Unsigned integers keep their top 8 bits (uint16 v -> v >> 8); signed integers are
+    shifted to unsigned first; floats are taken as [0, 1] and scaled to [0, 255];
+    booleans become 0 / 255. uint8 passes through untouched (no copy).
+    """
+    dtype = array.dtype
+    if dtype == np.uint8:
+        return array
+    if dtype == np.bool_:
+        return array.astype(np.uint8) * np.uint8(255)
+    if np.issubdtype(dtype, np.unsignedinteger):
+        return (array >> (8 * (dtype.itemsize - 1))).astype(np.uint8)
+    if np.issubdtype(dtype, np.signedinteger):
+        bits = 8 * dtype.itemsize
+        shifted = array.astype(np.int64) + (1 << (bits - 1))
+        return (shifted >> (bits - 8)).astype(np.uint8)
+    if np.issubdtype(dtype, np.floating):
+        scaled = np.clip(np.nan_to_num(array.astype(np.float32), nan=0.0), 0.0, 1.0) * 255.0
+        return np.rint(scaled).astype(np.uint8)
+    raise TypeError(f"cannot normalise pixels of type {dtype} to uint8")
+
+
+# Display colours for fluorescence channels beyond the first three: distinct hues.
+_CHANNEL_COLOURS = np.array(
+    [[0, 0, 1], [0, 1, 0], [1, 0, 0], [1, 0, 1], [0, 1, 1], [1, 1, 0], [1, 0.5, 0], [0.5, 0, 1], [1, 1, 1]],
+    dtype=np.float32,
+)
+
+
+def display_rgb(array: np.ndarray) -> np.ndarray:
+    """A uint8 RGB picture of an (h, w, 3) or (h, w, z, c, t) uint8 array, for thumbnails.
+
+    5-D images show their first z-plane and time point; one channel is grey, three
+    channels are taken as R, G, B, any other count is a false-colour composite (first
+    channel blue, as DAPI usually is, then green, red, ...), brightest channel wins.
+    """
+    if array.ndim == 3 and array.shape[2] == 3:
+        return array
+    if array.ndim != 5:
+        raise ValueError(f"expected (h, w, 3) or (h, w, z, c, t), got shape {array.shape}")
+    planes = array[:, :, 0, :, 0]
+    c = planes.shape[2]
+    if c == 1:
+        return np.repeat(planes, 3, axis=2)
+    if c == 3:
+        return np.ascontiguousarray(planes)
+    colours = _CHANNEL_COLOURS[np.arange(c) % len(_CHANNEL_COLOURS)]
+    out = np.zeros(planes.shape[:2] + (3,), dtype=np.float32)
+    for k in range(c):
+        np.maximum(out, planes[:, :, k, None].astype(np.float32) * colours[k], out=out)
+    return np.rint(out).astype(np.uint8)
+
+
+def block_mean(array: np.ndarray, factor: int) -> np.ndarray:
+    """Average ``factor`` x ``factor`` blocks of an (h, w, ...) array (edge blocks may be smaller)."""
+    if factor == 1:
+        return array
+    h, w = array.shape[:2]
+    rows = np.arange(0, h, factor)
+    cols = np.arange(0, w, factor)
+    sums = np.add.reduceat(np.add.reduceat(array.astype(np.float32), rows, axis=0), cols, axis=1)
+    counts_i = np.diff(np.append(rows, h)).astype(np.float32)
+    counts_j = np.diff(np.append(cols, w)).astype(np.float32)
+    counts = counts_i[:, None] * counts_j[None, :]
+    counts = counts.reshape(counts.shape + (1,) * (array.ndim - 2))
+    return sums / counts
+
+
+def resize_area(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Resize an (h, w, c) uint8 or float image to ``shape`` by area averaging, as uint8."""
+    from PIL import Image
+
+    h, w = shape
+    if array.dtype != np.uint8:
+        array = np.clip(np.rint(array), 0, 255).astype(np.uint8)
+    if array.shape[:2] == (h, w):
+        return np.ascontiguousarray(array)
+    channels = array.shape[2]
+    planes = []
+    for k in range(channels):
+        plane = Image.fromarray(np.ascontiguousarray(array[:, :, k]))
+        planes.append(np.asarray(plane.resize((w, h), Image.Resampling.BOX)))
+    return np.stack(planes, axis=2)
+
+
+def area_weights(n_in: int, n_out: int) -> np.ndarray:
+    """(n_out, n_in) matrix averaging input pixels by the area each output pixel covers."""
+    edges = np.linspace(0.0, n_in, n_out + 1)
+    lo, hi = edges[:-1, None], edges[1:, None]
+    pix = np.arange(n_in, dtype=np.float64)[None, :]
+    overlap = np.clip(np.minimum(hi, pix + 1) - np.maximum(lo, pix), 0.0, None)
+    return overlap / overlap.sum(axis=1, keepdims=True)
+
+
+def resample_area(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Resize the first two axes of ``image`` to ``shape`` by exact area averaging.
+
+    Works for any trailing axes ((h, w, 3) or (h, w, z, c, t)) and keeps the dtype
+    (integers are rounded to nearest).
+    """
+    h, w = shape
+    if image.shape[:2] == (h, w):
+        return image
+    wi = area_weights(image.shape[0], h)
+    wj = area_weights(image.shape[1], w)
+    data = image.astype(np.float64)
+    out = np.tensordot(wi, data, axes=(1, 0))           # (h, W, ...)
+    out = np.moveaxis(np.tensordot(wj, out, axes=(1, 1)), 0, 1)  # (h, w, ...)
+    if np.issubdtype(image.dtype, np.integer):
+        info = np.iinfo(image.dtype)
+        out = np.clip(np.rint(out), info.min, info.max)
+    return out.astype(image.dtype)
