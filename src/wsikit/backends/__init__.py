@@ -9,7 +9,9 @@ from .base import SkippedTileWarning, SlideBackend
 # loads no heavy dependency (and never starts a JVM).
 _REGISTRY: dict[str, tuple[str, str]] = {
     "tiff": ("wsikit.backends.tiff", "TiffBackend"),
+    "dicom": ("wsikit.backends.dicom", "DICOMBackend"),
     "openslide": ("wsikit.backends.openslide", "OpenSlideBackend"),
+    "bioformats": ("wsikit.backends.bioformats", "BioFormatsBackend"),
 }
 
 
