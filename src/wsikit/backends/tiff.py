@@ -168,6 +168,8 @@ class TiffBackend(SlideBackend):
 
     # -- pixels --------------------------------------------------------------------------
     def _tile_grid(self, level: int, page) -> TileGrid:
+        # tifffile builds page.decode lazily and not thread-safely: build it here, once.
+        page.decode  # noqa: B018
         shape = (int(page.imagelength), int(page.imagewidth))
         if page.is_tiled:
             tile_shape = (int(page.tilelength), int(page.tilewidth))
