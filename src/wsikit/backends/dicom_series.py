@@ -1,0 +1,371 @@
+"""Gathering a DICOM whole-slide series and describing where each frame sits.
+
+A series is the set of instances (files) that share a Series Instance UID: VOLUME
+instances are the pyramid levels (an instance per level, or several when a level is
+split by concatenation, focal plane or optical path), THUMBNAIL, LABEL and OVERVIEW
+instances are associated images. This module reads headers only (pydicom with
+``stop_before_pixels``, tolerant of files that bend the standard: no Image Type, no
+functional groups, over-long values) and says, for every frame of a level, its optical
+path, focal plane and (i, j) position. Pixels are read elsewhere.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import CorruptSlideError, UnsupportedFormatError
+
+WSI_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"
+IMAGE_KINDS = ("VOLUME", "THUMBNAIL", "LABEL", "OVERVIEW")
+_HEADER_TAGS = ["SOPClassUID", "TotalPixelMatrixRows", "TotalPixelMatrixColumns", "SeriesInstanceUID", "ImageType"]
+
+
+def _quiet_read(source, **kwargs):
+    import pydicom
+
+    with warnings.catch_warnings():
+        # Over-long or oddly formatted values are common in real files and harmless here.
+        warnings.simplefilter("ignore")
+        return pydicom.dcmread(source, force=True, **kwargs)
+
+
+def has_dicom_magic(path: str) -> bool:
+    """A Part 10 preamble ('DICM' at byte 128), or a bare dataset starting with group 0002/0008."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(132)
+    except OSError:
+        return False
+    if len(head) == 132 and head[128:132] == b"DICM":
+        return True
+    return len(head) >= 8 and head[:2] in (b"\x02\x00", b"\x08\x00") and head[2:4] in (b"\x00\x00", b"\x01\x00", b"\x05\x00", b"\x08\x00", b"\x16\x00", b"\x18\x00")
+
+
+def get(ds, keyword: str, default=None):
+    """An attribute's value, or ``default`` when absent, empty or unreadable."""
+    try:
+        value = getattr(ds, keyword, None)
+    except Exception:  # a malformed value must not break reading the rest
+        return default
+    if value is None or (isinstance(value, (str, bytes, list, tuple)) and len(value) == 0):
+        return default
+    return value
+
+
+def first_item(ds, *keywords):
+    """The first item of nested sequences (``first_item(ds, "A", "B")`` = ds.A[0].B[0]), or None."""
+    for keyword in keywords:
+        sequence = get(ds, keyword)
+        if not sequence:
+            return None
+        try:
+            ds = sequence[0]
+        except Exception:
+            return None
+    return ds
+
+
+def number(value, kind=float, default=None):
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def is_wsi_header(ds) -> bool:
+    """Whether a header describes a tiled whole-slide image (by SOP class or total pixel matrix)."""
+    return str(get(ds, "SOPClassUID", "")) == WSI_SOP_CLASS or get(ds, "TotalPixelMatrixColumns") is not None
+
+
+def is_wsi_file(path: str) -> bool:
+    """Cheap test: a DICOM file whose header says whole-slide image. Never raises."""
+    if not os.path.isfile(path) or not has_dicom_magic(path):
+        return False
+    try:
+        return is_wsi_header(_quiet_read(path, stop_before_pixels=True, specific_tags=_HEADER_TAGS))
+    except Exception:
+        return False
+
+
+def folder_files(folder: str) -> list[str]:
+    """Files of a folder that may be DICOM (not recursive, hidden files skipped)."""
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError:
+        return []
+    return [e.path for e in entries if not e.name.startswith(".") and e.is_file() and has_dicom_magic(e.path)]
+
+
+@dataclass
+class Instance:
+    """One DICOM image file of the series, described from its header."""
+
+    path: str
+    ds: object
+    pixel_tag_offset: int
+    transfer_syntax: str | None
+    kind: str
+    shape: tuple[int, int] | None  # total pixel matrix (rows, columns)
+    tile_shape: tuple[int, int]  # Rows, Columns of one frame
+    frame_count: int
+    samples: int
+    photometric: str
+    dtype: np.dtype
+    planar: int
+    sparse: bool
+    concatenation: str  # the concatenation source UID, or the instance's own UID
+    concatenation_number: int
+    frame_offset: int  # Concatenation Frame Offset Number
+    optical_path_ids: list[str]
+    focal_plane_count: int | None
+    uid: str = ""
+    pyramid: str = ""
+    file_size: int = 0
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        h, w = self.shape
+        th, tw = self.tile_shape
+        return -(-h // th), -(-w // tw)
+
+
+def read_instance(path: str) -> Instance | None:
+    """The instance a file holds, or None when it is not a whole-slide image."""
+    with open(path, "rb") as f:
+        ds = _quiet_read(f, stop_before_pixels=True)
+        tag_offset = f.tell()
+    if not is_wsi_header(ds):
+        return None
+    meta = getattr(ds, "file_meta", None)
+    transfer_syntax = str(get(meta, "TransferSyntaxUID", "")) or None if meta is not None else None
+    kind = image_kind(ds)
+    rows, cols = number(get(ds, "Rows"), int), number(get(ds, "Columns"), int)
+    if not rows or not cols or rows <= 0 or cols <= 0:
+        raise CorruptSlideError(path, "the header has no frame size (Rows / Columns)")
+    frames = number(get(ds, "NumberOfFrames", 1), int, None)
+    if frames is None or frames < 1:
+        raise CorruptSlideError(path, f"invalid Number of Frames {get(ds, 'NumberOfFrames')!r}")
+    total = (number(get(ds, "TotalPixelMatrixRows"), int), number(get(ds, "TotalPixelMatrixColumns"), int))
+    if total[0] is None or total[1] is None or total[0] <= 0 or total[1] <= 0:
+        if kind != "VOLUME" and frames == 1:
+            total = (rows, cols)  # a label or overview written as one plain frame
+        else:
+            missing = [name for name, v in zip(("Rows", "Columns"), total) if v is None or v <= 0]
+            raise CorruptSlideError(path, f"the header has no Total Pixel Matrix size (Total Pixel Matrix {' and '.join(missing)} missing)")
+    samples = number(get(ds, "SamplesPerPixel", 1), int, 1)
+    bits = number(get(ds, "BitsAllocated", 8), int, 8)
+    if bits not in (8, 16, 32):
+        raise UnsupportedFormatError(path, f"{bits}-bit pixel data is not a layout wsikit reads")
+    signed = number(get(ds, "PixelRepresentation", 0), int, 0) == 1
+    dtype = np.dtype(f"{'i' if signed else 'u'}{bits // 8}")
+    photometric = str(get(ds, "PhotometricInterpretation", "RGB" if samples == 3 else "MONOCHROME2")).strip().upper()
+    if samples not in (1, 3) or photometric in ("PALETTE COLOR", "ARGB", "CMYK"):
+        raise UnsupportedFormatError(path, f"{samples}-sample {photometric} images are not a layout wsikit reads")
+    uid = str(get(ds, "SOPInstanceUID", "")) or path
+    concatenation = str(get(ds, "SOPInstanceUIDOfConcatenationSource", "")) or uid
+    organisation = str(get(ds, "DimensionOrganizationType", "")).strip().upper()
+    per_frame = get(ds, "PerFrameFunctionalGroupsSequence")
+    sparse = organisation == "TILED_SPARSE" or (organisation != "TILED_FULL" and bool(per_frame) and _has_positions(per_frame))
+    paths = [str(get(item, "OpticalPathIdentifier", k)) for k, item in enumerate(get(ds, "OpticalPathSequence", []) or [])]
+    return Instance(
+        path=path, ds=ds, pixel_tag_offset=tag_offset, transfer_syntax=transfer_syntax, kind=kind,
+        shape=(int(total[0]), int(total[1])), tile_shape=(rows, cols), frame_count=frames, samples=samples,
+        photometric=photometric, dtype=dtype, planar=number(get(ds, "PlanarConfiguration", 0), int, 0), sparse=sparse,
+        concatenation=concatenation, concatenation_number=number(get(ds, "InConcatenationNumber", 0), int, 0),
+        frame_offset=number(get(ds, "ConcatenationFrameOffsetNumber", 0), int, 0) or 0, optical_path_ids=paths,
+        focal_plane_count=number(get(ds, "TotalPixelMatrixFocalPlanes"), int), uid=uid,
+        pyramid=str(get(ds, "PyramidUID", "")), file_size=os.path.getsize(path),
+    )
+
+
+def _has_positions(per_frame) -> bool:
+    try:
+        return first_item(per_frame[0], "PlanePositionSlideSequence") is not None
+    except Exception:
+        return False
+
+
+def image_kind(ds) -> str:
+    """VOLUME, THUMBNAIL, LABEL or OVERVIEW from Image Type (VOLUME when it says none)."""
+    values = get(ds, "ImageType", [])
+    if isinstance(values, str):
+        values = [values]
+    values = [str(v).strip().upper() for v in values]
+    if len(values) >= 3 and values[2] in IMAGE_KINDS:
+        return values[2]
+    for kind in IMAGE_KINDS[1:]:
+        if kind in values:
+            return kind
+    return "VOLUME"
+
+
+def gather_series(path: str, whole_series: bool = True) -> list[Instance]:
+    """The whole-slide instances of the series at ``path`` (a folder, or any file of it)."""
+    if os.path.isdir(path):
+        candidates, wanted = folder_files(path), None
+    else:
+        first = read_instance(path)
+        if first is None:
+            raise UnsupportedFormatError(path, "not a DICOM whole-slide image (no WSI SOP class, no total pixel matrix)")
+        if not whole_series:
+            return [first]
+        wanted = str(get(first.ds, "SeriesInstanceUID", ""))
+        siblings = [p for p in folder_files(os.path.dirname(os.path.abspath(path)) or ".") if not _same_file(p, path)]
+        candidates = [path] + siblings
+    instances: list[Instance] = []
+    seen: set[str] = set()
+    for candidate in candidates:
+        if wanted is not None and candidate != path and str(_series_uid(candidate)) != wanted:
+            continue
+        try:
+            instance = first if wanted is not None and candidate == path else read_instance(candidate)
+        except (UnsupportedFormatError, CorruptSlideError):
+            if wanted is not None and candidate == path:
+                raise
+            if wanted is None and len(candidates) == 1:
+                raise
+            continue  # a broken sibling must not hide the readable ones
+        except Exception:
+            if wanted is None and len(candidates) == 1:
+                raise
+            continue
+        if instance is None or instance.uid in seen:
+            continue
+        seen.add(instance.uid)
+        instances.append(instance)
+    if not instances:
+        raise UnsupportedFormatError(path, "no DICOM whole-slide image found")
+    if wanted is None:
+        instances = _main_series(instances)
+    return instances
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _series_uid(path: str) -> str | None:
+    try:
+        return str(get(_quiet_read(path, stop_before_pixels=True, specific_tags=["SeriesInstanceUID"]), "SeriesInstanceUID", ""))
+    except Exception:
+        return None
+
+
+def _main_series(instances: list[Instance]) -> list[Instance]:
+    """In a folder of several series, the one with the largest VOLUME image."""
+    by_series: dict[str, list[Instance]] = {}
+    for instance in instances:
+        by_series.setdefault(str(get(instance.ds, "SeriesInstanceUID", "")), []).append(instance)
+    if len(by_series) == 1:
+        return instances
+
+    def size(group):
+        return max((i.shape[0] * i.shape[1] for i in group if i.kind == "VOLUME"), default=0)
+
+    return max(by_series.values(), key=size)
+
+
+# -- frame positions -----------------------------------------------------------------------
+@dataclass
+class FramePositions:
+    """Per frame of a level (in the level's frame order): source instance and where it sits."""
+
+    instance: np.ndarray  # index into the level's instances
+    local: np.ndarray  # frame number within that instance
+    i: np.ndarray  # top-left row in level pixels
+    j: np.ndarray  # top-left column
+    path: list[str]  # optical path identifier of each frame
+    z: np.ndarray  # focal plane (microns when known, else the plane's index)
+    paths: list[str] = field(default_factory=list)  # identifiers in order of first appearance
+
+
+def frame_positions(instances: list[Instance]) -> FramePositions:
+    """Positions of every frame of instances that make one level (same size and frame shape)."""
+    parts = []
+    groups: dict[str, list[int]] = {}
+    for k, instance in enumerate(instances):
+        groups.setdefault(instance.concatenation, []).append(k)
+    for members in groups.values():
+        total = sum(instances[k].frame_count for k in members)
+        for k in members:
+            instance = instances[k]
+            if instance.sparse:
+                parts.append((k,) + _sparse_positions(instance))
+            else:
+                parts.append((k,) + _full_positions(instance, total))
+    instance_ids = np.concatenate([np.full(len(p[1]), p[0], dtype=np.int32) for p in parts])
+    local = np.concatenate([np.arange(len(p[1]), dtype=np.int64) for p in parts])
+    i = np.concatenate([p[1] for p in parts])
+    j = np.concatenate([p[2] for p in parts])
+    z = np.concatenate([p[4] for p in parts])
+    path: list[str] = [identifier for p in parts for identifier in p[3]]
+    order = list(dict.fromkeys(path))
+    return FramePositions(instance_ids, local, i, j, path, z, order)
+
+
+def _full_positions(instance: Instance, concatenated_frames: int):
+    """TILED_FULL: column fastest, then row, then focal plane, then optical path."""
+    rows, cols = instance.grid
+    tiles = rows * cols
+    paths = instance.optical_path_ids or ["0"]
+    planes = instance.focal_plane_count or 1
+    declared_paths = number(get(instance.ds, "NumberOfOpticalPaths"), int) or len(paths)
+    if instance.focal_plane_count is None and declared_paths == 1 and concatenated_frames > tiles and concatenated_frames % tiles == 0:
+        planes = concatenated_frames // tiles  # focal planes the header forgot to count
+    needed = tiles * planes * max(1, declared_paths)
+    if concatenated_frames < needed:
+        raise CorruptSlideError(
+            instance.path,
+            f"frame count disagrees with the image size: TILED_FULL {instance.shape[0]} x {instance.shape[1]} in "
+            f"{instance.tile_shape[0]} x {instance.tile_shape[1]} frames needs {needed} frames "
+            f"({rows} x {cols} tiles x {planes} planes x {max(1, declared_paths)} paths), Number of Frames says {concatenated_frames}")
+    g = instance.frame_offset + np.arange(instance.frame_count, dtype=np.int64)
+    t = g % tiles
+    plane = (g // tiles) % planes
+    path_index = g // (tiles * planes)
+    z0 = number(get(first_item(instance.ds, "SharedFunctionalGroupsSequence", "PlanePositionSlideSequence"), "ZOffsetInSlideCoordinateSystem"), float, 0.0) or 0.0
+    spacing = number(get(first_item(instance.ds, "SharedFunctionalGroupsSequence", "PixelMeasuresSequence"), "SpacingBetweenSlices"), float)
+    z = z0 + plane * spacing * 1000.0 if spacing else plane.astype(np.float64) + (z0 if planes == 1 else 0.0)
+    ids = [paths[p] if p < len(paths) else str(p) for p in path_index.tolist()]
+    return (t // cols) * instance.tile_shape[0], (t % cols) * instance.tile_shape[1], ids, np.round(np.asarray(z, dtype=np.float64), 3)
+
+
+def _sparse_positions(instance: Instance):
+    """TILED_SPARSE: each frame's position from its Plane Position (Slide) functional group."""
+    per_frame = get(instance.ds, "PerFrameFunctionalGroupsSequence") or []
+    if len(per_frame) != instance.frame_count:
+        raise CorruptSlideError(
+            instance.path, f"frame count disagrees with the per-frame functional groups: they describe {len(per_frame)} frames, "
+                           f"Number of Frames says {instance.frame_count}")
+    shared_path = get(first_item(instance.ds, "SharedFunctionalGroupsSequence", "OpticalPathIdentificationSequence"), "OpticalPathIdentifier")
+    default_path = str(shared_path) if shared_path is not None else (instance.optical_path_ids or ["0"])[0]
+    n = instance.frame_count
+    i = np.empty(n, dtype=np.int64)
+    j = np.empty(n, dtype=np.int64)
+    z = np.zeros(n, dtype=np.float64)
+    ids = []
+    th, tw = instance.tile_shape
+    for k, item in enumerate(per_frame):
+        position = first_item(item, "PlanePositionSlideSequence")
+        row = number(get(position, "RowPositionInTotalImagePixelMatrix"), int)
+        col = number(get(position, "ColumnPositionInTotalImagePixelMatrix"), int)
+        if row is None or col is None:
+            raise CorruptSlideError(instance.path, f"TILED_SPARSE frame {k} has no position in the total pixel matrix")
+        i[k], j[k] = row - 1, col - 1
+        if i[k] % th or j[k] % tw:
+            raise UnsupportedFormatError(
+                instance.path, f"TILED_SPARSE frame {k} at (i, j) = ({i[k]}, {j[k]}) is not on the {th} x {tw} frame grid")
+        z[k] = number(get(position, "ZOffsetInSlideCoordinateSystem"), float, 0.0) or 0.0
+        path_id = get(first_item(item, "OpticalPathIdentificationSequence"), "OpticalPathIdentifier")
+        ids.append(str(path_id) if path_id is not None else default_path)
+    return i, j, ids, np.round(z, 3)
+
+
+__all__ = ["Instance", "FramePositions", "gather_series", "read_instance", "frame_positions", "image_kind",
+           "is_wsi_file", "is_wsi_header", "has_dicom_magic", "folder_files", "get", "first_item", "number"]
