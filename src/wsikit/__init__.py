@@ -18,6 +18,7 @@ from .limits import get_max_bytes, set_max_bytes
 from .opener import open_slide
 from .plan import TileSpec
 from .tile import Tile
+from .tissue import TissueMask, tissue_mask
 
 __version__ = "0.1.0"
 
@@ -41,4 +42,5 @@ __all__ = [
     "TiffBackend", "OpenSlideBackend", "DICOMBackend", "BioFormatsBackend",
     "SlideError", "UnsupportedFormatError", "CorruptSlideError", "LimitError", "BackendUnavailableError",
     "SkippedTileWarning", "get_max_bytes", "set_max_bytes", "backend_names", "register_backend",
+    "TissueMask", "tissue_mask",
 ]
