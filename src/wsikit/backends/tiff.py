@@ -16,6 +16,7 @@ from ..errors import CorruptSlideError, UnsupportedFormatError
 from ..limits import check_allocation
 from ..reader import TileGrid
 from .base import SlideBackend
+from .tiff_planes import UnsupportedLayout, plane_layout
 
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 # Associated-image names as vendors write them -> the names users look up.
@@ -60,6 +61,10 @@ class TiffBackend(SlideBackend):
                 # Ventana BIF (overlapping tiles), Leica SCN (several placed images).
                 if page.is_bif or page.is_scn:
                     return False
+                try:
+                    plane_layout(tif)
+                except UnsupportedLayout:
+                    return False  # e.g. a multi-file OME-TIFF: Bio-Formats reads it
                 series = tif.series[0]
                 if _level_layout(series.levels[0].keyframe) is None:
                     return False
@@ -79,6 +84,12 @@ class TiffBackend(SlideBackend):
             raise UnsupportedFormatError(self.path, "not a TIFF file")
         self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
         self._tif = tifffile.TiffFile(self.path)
+        try:
+            planes = plane_layout(self._tif)
+        except UnsupportedLayout as exc:
+            raise UnsupportedFormatError(self.path, f"not read natively: {exc}") from None
+        if planes is not None:
+            return self._open_planes(planes)
         main = self._tif.series[0]
         pages = [level.keyframe for level in main.levels]
         layout = _level_layout(pages[0])
@@ -165,6 +176,115 @@ class TiffBackend(SlideBackend):
             return _as_rgb(array)
 
         self._associated[name] = load
+
+    # -- multi-plane images: OME-TIFF, QPTIFF (levels of one page per z, c, t plane) ------
+    def _open_planes(self, layout) -> None:
+        first = layout.first_page
+        page_layout = _level_layout(first)
+        if page_layout is None:
+            raise UnsupportedFormatError(self.path, f"{layout.kind} planes of type {first.dtype} are not a layout wsikit reads")
+        z, pages_c, t = layout.sizes
+        single = all(len(pages) == 1 for pages in layout.levels)
+        self.is_rgb = page_layout[0] and single
+        samples = 3 if self.is_rgb else int(first.samplesperpixel)
+        self.dtype = np.dtype(first.dtype)
+        self.sizes = (1, 3, 1) if self.is_rgb else (z, pages_c * samples, t)
+        self._pages = [next(p for p in pages if p is not None) for pages in layout.levels]
+        self._level_shapes = [(int(p.imagelength), int(p.imagewidth)) for p in self._pages]
+        if single:  # one page per level: the plain path reads it
+            self._grids = [self._tile_grid(k, page) for k, page in enumerate(self._pages)]
+        else:
+            self._grids = [self._planes_grid(k, pages, layout.planes) for k, pages in enumerate(layout.levels)]
+        c = self.sizes[1]
+        if self.is_rgb:
+            self.channel_names = ["R", "G", "B"]
+        elif layout.channel_names and len(layout.channel_names) * samples == c:
+            self.channel_names = [name if samples == 1 else f"{name}:{k % samples}"
+                                  for name in layout.channel_names for k in range(samples)]
+        else:
+            self.channel_names = [f"C{k}" for k in range(c)]
+        self._read_metadata(first)
+        # OME-XML sizes are the authority in OME-TIFF; QPTIFF keeps its resolution tags
+        # (as Bio-Formats does) and falls back on the scan profile's pixel size.
+        if layout.mpp and (layout.kind == "ome" or self._mpp is None):
+            self._mpp = layout.mpp
+        if layout.objective_power:
+            self._objective_power = layout.objective_power
+        props = self._properties
+        props.update(layout.properties)
+        props["wsikit.vendor"] = {"ome": "ome-tiff", "qptiff": "perkinelmer-qptiff"}.get(layout.kind, layout.kind)
+        if self._mpp:
+            props["wsikit.mpp-y"], props["wsikit.mpp-x"] = (repr(v) for v in self._mpp)
+        if self._objective_power:
+            props["wsikit.objective-power"] = repr(self._objective_power)
+        for name, image in layout.associated:
+            self._add_associated_image(_ASSOCIATED_NAMES.get(name.strip().lower(), name.strip().lower()), image)
+
+    def _add_associated_image(self, name: str, image) -> None:
+        """An associated picture from a page or a tifffile series, loaded on first use."""
+        name = name or f"image{len(self._associated) + 1}"
+        if name in self._associated:
+            name = f"{name}{len(self._associated) + 1}"
+        if len(image.shape) > 3 or np.dtype(image.dtype).kind not in "uifb":
+            return
+
+        def load():
+            check_allocation(image.shape, np.dtype(image.dtype).itemsize, f"associated image {name!r}", self.path)
+            try:
+                array = image.asarray()
+            except Exception as exc:
+                raise CorruptSlideError(self.path, f"associated image {name!r} cannot be decoded: {exc}") from None
+            return _as_rgb(array)
+
+        self._associated[name] = load
+
+    def _planes_grid(self, level: int, pages, planes) -> TileGrid:
+        """One level of several pages as one grid: a tile holds every (z, c, t) plane.
+
+        Reads always return every plane, so one cached tile per position (not one per
+        plane) keeps stitching and the cache as for single-page levels.
+        """
+        key = next(p for p in pages if p is not None)
+        for page in pages:
+            if page is not None:
+                page.decode  # noqa: B018  (tifffile builds it lazily, not thread-safely)
+        shape = (int(key.imagelength), int(key.imagewidth))
+        if key.is_tiled:
+            tile_shape = (int(key.tilelength), int(key.tilewidth))
+        else:
+            tile_shape = (min(int(key.rowsperstrip or shape[0]), shape[0]), shape[1])
+        rows, cols = -(-shape[0] // tile_shape[0]), -(-shape[1] // tile_shape[1])
+        samples = int(key.samplesperpixel)
+        separate = samples > 1 and int(key.planarconfig) == 2
+        expected = rows * cols * (samples if separate else 1)
+        for page in pages:
+            if page is not None and (len(page.dataoffsets) < expected or len(page.databytecounts) < expected):
+                raise CorruptSlideError(
+                    self.path, f"a plane of level {level} lists {len(page.dataoffsets)} tiles or strips, its size needs {expected}")
+        pixel_shape = self.sizes
+        dtype = np.dtype(key.dtype)
+        check_allocation(tile_shape + pixel_shape, dtype.itemsize, f"native tile of level {level}", self.path)
+
+        def decode(ti: int, tj: int) -> np.ndarray:
+            index = ti * cols + tj
+            out = None
+            for page, (z, c, t) in zip(pages, planes):
+                if page is None:
+                    continue  # a plane the file does not store reads as zeros
+                if separate:
+                    array = np.concatenate([self._decode_segment(page, index + k * rows * cols, tile_shape, 1)
+                                            for k in range(samples)], axis=2)
+                else:
+                    array = self._decode_segment(page, index, tile_shape, samples)
+                if out is None:
+                    out = np.zeros(array.shape[:2] + pixel_shape, dtype=dtype)
+                elif array.shape[:2] != out.shape[:2]:
+                    raise CorruptSlideError(self.path, f"tile {index} of level {level} differs in size between planes")
+                s = array.shape[2]
+                out[:, :, z, c * s : (c + 1) * s, t] = array
+            return out if out is not None else np.zeros(tile_shape + pixel_shape, dtype=dtype)
+
+        return TileGrid(("tiff-planes", level), shape, tile_shape, pixel_shape, dtype, decode)
 
     # -- pixels --------------------------------------------------------------------------
     def _tile_grid(self, level: int, page) -> TileGrid:
