@@ -33,7 +33,7 @@ from .dicom_codecs import (EXPLICIT_LITTLE, IMPLICIT_LITTLE, NATIVE, FrameShapeE
                            guess_transfer_syntax, is_encapsulated)
 from .dicom_frames import FrameIndex, frames_of, native_frames, offset_table, pixel_data_element
 from .dicom_series import (FramePositions, Instance, first_item, folder_files, frame_positions, gather_series, get,
-                           is_wsi_file, number)
+                           is_wsi_file, number, quiet)
 
 _ASSOCIATED_NAMES = {"THUMBNAIL": "thumbnail", "LABEL": "label", "OVERVIEW": "macro"}
 _PROPERTY_KEYWORDS = (
@@ -120,6 +120,10 @@ class DICOMBackend(SlideBackend):
     def _open(self, *, optical_path=None, focal_plane=None, whole_series: bool = True, **options) -> None:
         if options:
             raise TypeError(f"unexpected options for DICOMBackend: {', '.join(options)}")
+        with quiet():
+            self._open_series(optical_path, focal_plane, whole_series)
+
+    def _open_series(self, optical_path, focal_plane, whole_series) -> None:
         self._fds: dict[str, int] = {}
         self._grids: dict[tuple, TileGrid] = {}
         self._tables: dict[tuple, np.ndarray] = {}  # grid key -> frame index per grid cell (-1: none)
@@ -352,12 +356,12 @@ class DICOMBackend(SlideBackend):
             k = int(table[r, c])
             if k < 0:
                 return blank  # no frame stored here (sparse tiling)
-            return self._frame(level, k, pixel_shape, blank)
+            return self._frame(level, k, pixel_shape, fill)
 
         self._tables[key] = table
         return TileGrid(key, level.shape, level.tile_shape, pixel_shape, dtype, decode)
 
-    def _frame(self, level: _Level, k: int, pixel_shape, blank: np.ndarray) -> np.ndarray:
+    def _frame(self, level: _Level, k: int, pixel_shape, fill) -> np.ndarray:
         """Frame ``k`` of a level, decoded to (th, tw) + pixel_shape."""
         positions = level.positions
         source = level.sources[int(positions.instance[k])]
@@ -381,8 +385,8 @@ class DICOMBackend(SlideBackend):
             raise CorruptSlideError(path, f"frame {local} decodes to {h} x {w} pixels, larger than the header's {th} x {tw}")
         if pixel_shape != (3,):
             array = array.reshape((h, w) + pixel_shape)
-        if (h, w) != (th, tw):
-            full = blank.copy()
+        if (h, w) != (th, tw):  # a frame smaller than the header says: pad it
+            full = np.array(_blank(level.tile_shape, pixel_shape, fill, array.dtype))
             full[:h, :w] = array
             array = full
         return array
@@ -467,8 +471,7 @@ class DICOMBackend(SlideBackend):
         data = self._levels[level]
         th, tw = data.tile_shape
         h, w = min(th, data.shape[0] - i), min(tw, data.shape[1] - j)
-        blank = _blank(data.tile_shape, self._pixel, self._fill, self.dtype)
-        return self._frame(data, index, self._pixel, blank)[:h, :w]
+        return self._frame(data, index, self._pixel, self._fill)[:h, :w]
 
     # -- lifecycle -------------------------------------------------------------------------
     def _close(self) -> None:
@@ -497,9 +500,13 @@ def _pixel_of(instance: Instance) -> tuple[int, ...]:
 
 def _blank(tile_shape, pixel_shape, fill, dtype) -> np.ndarray:
     """A read-only frame of the fill colour, shared by every empty grid cell."""
-    blank = np.empty(tuple(tile_shape) + tuple(pixel_shape), dtype=dtype)
     fill = np.asarray(fill).astype(dtype).ravel()
-    blank[...] = fill if tuple(pixel_shape) == (3,) and fill.size == 3 else fill[0]
+    shape = tuple(tile_shape) + tuple(pixel_shape)
+    if tuple(pixel_shape) == (3,) and fill.size == 3 and not np.all(fill == fill[0]):
+        row = np.tile(fill, shape[1]).reshape(shape[1], 3)  # copying whole rows is fast
+        blank = np.ascontiguousarray(np.broadcast_to(row, shape))
+    else:
+        blank = np.full(shape, fill[0], dtype=dtype)
     blank.setflags(write=False)
     return blank
 

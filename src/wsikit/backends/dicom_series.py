@@ -10,6 +10,7 @@ path, focal plane and (i, j) position. Pixels are read elsewhere.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -23,12 +24,20 @@ IMAGE_KINDS = ("VOLUME", "THUMBNAIL", "LABEL", "OVERVIEW")
 _HEADER_TAGS = ["SOPClassUID", "TotalPixelMatrixRows", "TotalPixelMatrixColumns", "SeriesInstanceUID", "ImageType"]
 
 
+@contextlib.contextmanager
+def quiet():
+    """Silence pydicom's warnings about values that bend the standard (over-long strings,
+    odd formats): common in real files, harmless here. pydicom checks a value when it is
+    first read, so every access to header values runs inside this."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
 def _quiet_read(source, **kwargs):
     import pydicom
 
-    with warnings.catch_warnings():
-        # Over-long or oddly formatted values are common in real files and harmless here.
-        warnings.simplefilter("ignore")
+    with quiet():
         return pydicom.dcmread(source, force=True, **kwargs)
 
 
@@ -85,7 +94,8 @@ def is_wsi_file(path: str) -> bool:
     if not os.path.isfile(path) or not has_dicom_magic(path):
         return False
     try:
-        return is_wsi_header(_quiet_read(path, stop_before_pixels=True, specific_tags=_HEADER_TAGS))
+        with quiet():
+            return is_wsi_header(_quiet_read(path, stop_before_pixels=True, specific_tags=_HEADER_TAGS))
     except Exception:
         return False
 
@@ -368,4 +378,4 @@ def _sparse_positions(instance: Instance):
 
 
 __all__ = ["Instance", "FramePositions", "gather_series", "read_instance", "frame_positions", "image_kind",
-           "is_wsi_file", "is_wsi_header", "has_dicom_magic", "folder_files", "get", "first_item", "number"]
+           "is_wsi_file", "is_wsi_header", "has_dicom_magic", "quiet", "folder_files", "get", "first_item", "number"]
