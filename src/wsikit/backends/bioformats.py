@@ -48,8 +48,10 @@ _DTYPES = {
 
 #: the most bytes one cached tile (all its planes) may hold; so no Java array nears 2 GB
 MAX_TILE_BYTES = 16 * 1024**2
-# Strips of 16 rows or 64-pixel tiles mean many tiny Java calls: grow native tiles to this side.
-_MIN_TILE_SIDE = 256
+# Native tiles smaller than this (one-row strips, 16-pixel tiles) cost more in Java calls
+# than in decoding: such tiles are read several at once. Larger ones are read as they are,
+# so that a small region decodes no more than Bio-Formats itself must.
+_MIN_TILE_BYTES = 256 * 1024
 # Series no larger than this (pixels) are taken as associated pictures, not as images.
 _SMALL_SERIES_PIXELS = 2048 * 2048
 
@@ -410,13 +412,17 @@ class BioFormatsBackend(SlideBackend):
 
 
 def _tile_shape(shape, optimal, pixel_bytes: int) -> tuple[int, int]:
-    """The tile (h, w) to read at once: Bio-Formats' optimal tile, grown when tiny, shrunk when huge."""
+    """The tile (h, w) to read at once: Bio-Formats' optimal tile, grown when tiny, shrunk when huge.
+
+    ``pixel_bytes`` counts every plane: a tile holds all (z, c, t) planes of its box.
+    """
     h, w = shape
     th, tw = max(1, min(optimal[0], h)), max(1, min(optimal[1], w))
-    while th < _MIN_TILE_SIDE and th < h and 2 * th * tw * pixel_bytes <= MAX_TILE_BYTES:
-        th = min(h, 2 * th)
-    while tw < _MIN_TILE_SIDE and tw < w and 2 * th * tw * pixel_bytes <= MAX_TILE_BYTES:
-        tw = min(w, 2 * tw)
+    while th * tw * pixel_bytes < _MIN_TILE_BYTES and (th < h or tw < w):
+        if th < h and (th <= tw or tw >= w):
+            th = min(h, 2 * th)
+        else:
+            tw = min(w, 2 * tw)
     while th * tw * pixel_bytes > MAX_TILE_BYTES and (th > 1 or tw > 1):
         if th >= tw:
             th = -(-th // 2)
