@@ -1,0 +1,296 @@
+"""Result folders: Zarr and image outputs, manifests, names, and surviving a killed run."""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tifffile
+import zarr
+from PIL import Image
+
+import wsikit
+from wsikit import sinks
+from wsikit.sinks import SlideJob, TileOptions, assign_folders, prepare, slide_stem, tile_slide
+
+
+def tree_bytes(folder) -> dict[str, bytes]:
+    """Every file under ``folder``: relative path -> contents."""
+    out = {}
+    for root, _, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                out[os.path.relpath(path, folder)] = f.read()
+    return out
+
+
+def read_manifest(folder) -> list[dict]:
+    with open(os.path.join(folder, "tiles.csv"), newline="") as f:
+        return list(csv.DictReader(f))
+
+
+OPTIONS = TileOptions(shape=(128, 128), mpp=0.5, min_tissue=0.25)
+
+
+@pytest.fixture(scope="module")
+def zarr_result(sample_svs, tmp_path_factory):
+    out = tmp_path_factory.mktemp("zarr-out")
+    result = tile_slide(sample_svs, out, OPTIONS)
+    return out, result
+
+
+def test_zarr_result_holds_the_tiles_of_the_plan(sample_svs, zarr_result):
+    out, result = zarr_result
+    assert result.status == "written" and result.folder == str(out / "sample")
+    with wsikit.open_slide(sample_svs) as slide:
+        tiles = list(slide.generate_tiles(128, mpp=0.5, min_tissue=0.25))
+        level_shapes = slide.level_shapes
+    assert 0 < len(tiles) == result.tiles == result.written
+    group = zarr.open_group(os.path.join(result.folder, "tiles.zarr"), mode="r")
+    array = group["tiles"]
+    assert array.shape == (len(tiles), 128, 128, 3) and array.chunks == (1, 128, 128, 3)
+    assert array.dtype == np.uint8
+    for k, tile in enumerate(tiles):
+        np.testing.assert_array_equal(array[k], tile.image)
+    meta = group.attrs["wsikit"]
+    assert meta["slide"] == os.path.abspath(sample_svs)
+    assert meta["mpp"] == [0.25, 0.25] and meta["objective_power"] == 40.0
+    assert [tuple(s) for s in meta["level_shapes"]] == list(level_shapes)
+    assert meta["options"]["mpp"] == 0.5 and meta["tile_axes"] == ["tile", "i", "j", "channel"]
+    rows = read_manifest(result.folder)
+    assert list(rows[0]) == ["i", "j", "level", "i0", "j0", "height", "width", "mpp", "tissue"]
+    assert len(rows) == len(tiles)
+    for row, tile in zip(rows, tiles):
+        assert (int(row["i"]), int(row["j"])) == tile.coords
+        assert (int(row["i0"]), int(row["j0"])) == tile.coords0
+        assert int(row["level"]) == tile.level == 0
+        assert (int(row["height"]), int(row["width"])) == (128, 128)
+        assert float(row["mpp"]) == 0.5
+        assert float(row["tissue"]) == pytest.approx(tile.tissue, abs=1e-6) and tile.tissue >= 0.25
+
+
+def test_a_complete_result_is_skipped_and_not_overwritten(sample_svs, zarr_result):
+    out, result = zarr_result
+    before = tree_bytes(result.folder)
+    again = tile_slide(sample_svs, out, OPTIONS)
+    assert again.status == "skipped" and again.tiles == result.tiles and "already complete" in again.reason
+    other = tile_slide(sample_svs, out, TileOptions(shape=(64, 64), mpp=0.5))
+    assert other.status == "failed" and "overwrite" in other.reason
+    assert tree_bytes(result.folder) == before
+
+
+def test_overwrite_redoes_a_result(sample_svs, tmp_path):
+    first = tile_slide(sample_svs, tmp_path, TileOptions(shape=(256, 256), level=1))
+    assert first.tiles == 1
+    second = tile_slide(sample_svs, tmp_path, TileOptions(shape=(128, 128), level=1), overwrite=True)
+    assert second.status == "written" and second.tiles == 2 * 3
+    assert len(read_manifest(second.folder)) == 6
+
+
+@pytest.mark.parametrize("fmt", ["png", "jpeg"])
+def test_image_folder_result(sample_svs, tmp_path, fmt):
+    result = tile_slide(sample_svs, tmp_path, TileOptions(shape=(64, 64), level=1, format=fmt))
+    with wsikit.open_slide(sample_svs) as slide:
+        tiles = list(slide.generate_tiles(64, level=1))
+    rows = read_manifest(result.folder)
+    assert len(rows) == len(tiles) == 4 * 6
+    assert sorted(os.listdir(os.path.join(result.folder, "images"))) == sorted(os.path.basename(r["file"]) for r in rows)
+    for row, tile in zip(rows, tiles):
+        assert row["file"] == f"images/{tile.coords[0]}_{tile.coords[1]}.{'png' if fmt == 'png' else 'jpg'}"
+        image = np.asarray(Image.open(os.path.join(result.folder, row["file"])))
+        assert image.shape == (64, 64, 3)
+        if fmt == "png":
+            np.testing.assert_array_equal(image, tile.image)
+        else:
+            assert np.abs(image.astype(int) - tile.image).mean() < 8
+        assert row["mpp"] == "1" and row["tissue"] == ""
+
+
+def test_multichannel_tiles_keep_every_plane(tmp_path):
+    path = tmp_path / "fluo.tif"
+    rng = np.random.default_rng(2)
+    tifffile.imwrite(path, rng.integers(0, 65535, (3, 256, 256)).astype(np.uint16), photometric="minisblack",
+                     tile=(128, 128))
+    result = tile_slide(path, tmp_path / "out", TileOptions(shape=(128, 128)))
+    with wsikit.open_slide(path) as slide:
+        assert not slide.is_rgb
+        channels = int(np.prod(slide.sizes))
+        tiles = list(slide.generate_tiles(128))
+        meta_sizes = dict(zip("zct", slide.sizes))
+    array = zarr.open_group(os.path.join(result.folder, "tiles.zarr"), mode="r")["tiles"]
+    assert array.shape == (4, 128, 128, channels)
+    for k, tile in enumerate(tiles):
+        np.testing.assert_array_equal(array[k], tile.image.reshape(128, 128, channels))
+    assert zarr.open_group(os.path.join(result.folder, "tiles.zarr"), mode="r").attrs["wsikit"]["sizes"] == meta_sizes
+
+
+def test_images_refuse_channel_counts_they_cannot_hold(sample_svs, tmp_path, monkeypatch):
+    monkeypatch.setattr(sinks, "_pixel_layout", lambda slide: (5, np.dtype(np.uint8)))
+    with pytest.raises(ValueError, match="5 channels.*zarr"):
+        sinks.write_part(sinks.plan_part(SlideJob(os.path.abspath(sample_svs), str(tmp_path / "x"),
+                                                  TileOptions(shape=(64, 64), level=2, format="png"))))
+
+
+def test_no_tiles_gives_an_empty_result(sample_svs, tmp_path):
+    mask_options = TileOptions(shape=(64, 64), level=2, min_tissue=1.0)
+    result = tile_slide(sample_svs, tmp_path, mask_options)
+    assert result.status == "written" and result.tiles == 0
+    assert zarr.open_group(os.path.join(result.folder, "tiles.zarr"), mode="r")["tiles"].shape[0] == 0
+    assert read_manifest(result.folder) == []
+
+
+def test_slide_names():
+    assert slide_stem("/data/a/slide.svs") == "slide"
+    assert slide_stem("/data/x.ome.tiff") == "x"
+    assert slide_stem("/data/series_dir/") == "series_dir"
+    assert slide_stem("/data/we ird:name?.ndpi") == "we_ird_name_"
+    assert slide_stem("/data/..svs") == "svs"
+    assert slide_stem("/data/....") == "slide"
+    assert slide_stem("noext") == "noext"
+    for weird in ("../../etc/passwd", "/x/..", "a/b/../../c.svs", "\\..\\evil.svs"):
+        name = slide_stem(weird)
+        assert "/" not in name and not name.startswith(".") and name
+
+
+def test_same_names_get_distinct_folders(tmp_path):
+    out = tmp_path / "out"
+    a, b, c = "/data/one/s.svs", "/data/two/s.svs", "/data/two/S.tif"
+    folders = assign_folders([a, b, c], out)
+    assert folders[0] == str(out / "s")
+    assert folders[1] == str(out / f"s-{sinks.path_hash(b)}")
+    assert folders[2] == str(out / f"S-{sinks.path_hash(c)}")
+    assert len(set(folders)) == 3
+    # A folder holding another slide's results is not taken over, whatever the order.
+    os.makedirs(out / "s")
+    (out / "s" / "job.json").write_text('{"format": "wsikit-tiles", "slide": "/data/two/s.svs"}')
+    assert assign_folders([a, b], out) == [str(out / f"s-{sinks.path_hash(a)}"), str(out / "s")]
+    # Nor a folder that is not a wsikit result.
+    os.makedirs(out / "mine")
+    (out / "mine" / "notes.txt").write_text("keep")
+    assert assign_folders(["/x/mine.svs"], out) == [str(out / f"mine-{sinks.path_hash('/x/mine.svs')}")]
+
+
+def test_results_cannot_escape_out(sample_svs, tmp_path):
+    out = tmp_path / "out"
+    elsewhere = tmp_path / "elsewhere"
+    os.makedirs(out)
+    os.makedirs(elsewhere)
+    job = SlideJob(os.path.abspath(sample_svs), str(out / "sample"), OPTIONS)
+    os.symlink(elsewhere, out / "sample")
+    early = prepare(job, str(out))
+    assert early.status == "failed" and "outside" in early.reason
+    assert os.listdir(elsewhere) == []
+    # The naming rule itself never leaves OUT.
+    for folder in assign_folders(["/a/../../b.svs", "/x/..svs", "/y/.."], out):
+        assert os.path.dirname(folder) == str(out)
+
+
+def test_unfinished_result_with_other_options_is_not_touched(sample_svs, tmp_path):
+    job = SlideJob(os.path.abspath(sample_svs), str(tmp_path / "sample"), TileOptions(shape=(64, 64), level=1))
+    part = sinks.plan_part(job)
+    sinks.write_part(part)
+    os.unlink(os.path.join(job.folder, "tiles.csv"))  # as if the run had stopped before the end
+    other = SlideJob(job.slide, job.folder, TileOptions(shape=(32, 32), level=1))
+    early = prepare(other, str(tmp_path))
+    assert early.status == "failed" and "unfinished" in early.reason
+    assert prepare(job, str(tmp_path)) is None  # the same options finish it
+
+
+def test_resume_writes_only_missing_tiles_and_ends_identical(sample_svs, tmp_path):
+    options = TileOptions(shape=(64, 64), level=1, format="png")
+    whole = tile_slide(sample_svs, tmp_path / "whole", options)
+    reference = tree_bytes(whole.folder)
+    part = tile_slide(sample_svs, tmp_path / "part", options)
+    images = sorted(os.listdir(os.path.join(part.folder, "images")))
+    for name in images[::3]:
+        os.unlink(os.path.join(part.folder, "images", name))
+    os.unlink(os.path.join(part.folder, "tiles.csv"))
+    with open(os.path.join(part.folder, "images", ".wsikit-tmp-deadbeef"), "wb") as f:
+        f.write(b"half a tile")
+    again = tile_slide(sample_svs, tmp_path / "part", options)
+    assert again.status == "written" and again.written == len(images[::3])
+    assert tree_bytes(again.folder) == reference
+
+
+SLOW_RUN = """
+import sys, time
+import wsikit.sinks as sinks
+for cls in (sinks._ZarrWriter, sinks._ImageWriter):
+    def write(self, k, spec, image, _original=cls.write):
+        time.sleep(0.02)
+        _original(self, k, spec, image)
+    cls.write = write
+from wsikit.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _count_tiles(folder: str) -> int:
+    n = 0
+    for root, _, files in os.walk(folder):
+        n += sum(1 for f in files if f.endswith(".png") or (root.split(os.sep)[-4:-3] == ["c"] and f == "0"))
+    return n
+
+
+@pytest.mark.parametrize("fmt", ["zarr", "png"])
+def test_a_run_killed_halfway_finishes_on_rerun_with_the_same_bytes(sample_svs, tmp_path, fmt):
+    args = ["tile", sample_svs, "--shape", "32", "--level", "1", "--min-tissue", "0.1", "--format", fmt, "--quiet"]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    whole = subprocess.run([sys.executable, "-m", "wsikit.cli", *args, "--out", str(tmp_path / "whole")],
+                           capture_output=True, text=True, env=env, timeout=300)
+    assert whole.returncode == 0, whole.stderr
+    reference = tree_bytes(tmp_path / "whole" / "sample")
+    total = len(read_manifest(tmp_path / "whole" / "sample"))
+    assert total > 40
+
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_RUN, *args, "--out", str(out)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    try:
+        while _count_tiles(str(out)) < total // 3:
+            assert proc.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline, "the run wrote no tiles"
+            time.sleep(0.005)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    folder = out / "sample"
+    assert not (folder / "tiles.csv").exists()
+    assert 0 < _count_tiles(str(folder)) < total
+
+    rerun = subprocess.run([sys.executable, "-m", "wsikit.cli", *args, "--out", str(out)],
+                           capture_output=True, text=True, env=env, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert tree_bytes(folder) == reference
+    # And once more: nothing to do.
+    third = subprocess.run([sys.executable, "-m", "wsikit.cli", *args, "--out", str(out)],
+                           capture_output=True, text=True, env=env, timeout=300)
+    assert third.returncode == 0 and "already complete" in third.stdout + third.stderr
+    assert tree_bytes(folder) == reference
+
+
+def test_manifest_text(sample_svs):
+    with wsikit.open_slide(sample_svs) as slide:
+        plan = slide.tile_plan(256, level=1)
+    text = sinks.manifest_bytes(plan, "png").decode()
+    assert text == "i,j,level,i0,j0,height,width,mpp,tissue,file\n0,0,1,0,0,256,256,1,,images/0_0.png\n"
+    rows = list(csv.reader(io.StringIO(sinks.manifest_bytes(plan).decode())))
+    assert rows == [list(sinks.COLUMNS), ["0", "0", "1", "0", "0", "256", "256", "1", ""]]
+
+
+def test_options_are_checked():
+    with pytest.raises(ValueError, match="format"):
+        TileOptions(format="tiff")
+    with pytest.raises(ValueError, match="at most one"):
+        TileOptions(level=1, mpp=0.5)
+    with pytest.raises(ValueError, match="shape"):
+        TileOptions(shape=0)
+    assert TileOptions(shape=64).shape == (64, 64)
