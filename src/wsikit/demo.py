@@ -1,45 +1,66 @@
-"""``make demo``: make a sample slide, show what wsikit reads from it, tile it, draw a thumbnail."""
+"""``make demo``: the main job of wsikit on an embedded default.
+
+    python -m wsikit.demo [OUT [SLIDE ...]]
+
+With no slides it writes a realistic sample slide (an Aperio-style pyramid of three
+levels at 0.25 microns per pixel, H&E-like tissue on white glass) into OUT (default
+``demo-out``), shows what wsikit reads from it, cuts it into 256 x 256 tiles at 0.5 mpp
+keeping those at least half covered by tissue (``wsikit tile``), draws the tissue outline
+and the selected tiles over a thumbnail (``wsikit thumbnail``) and says where all of it
+is. Run it twice: the second run finds the result complete and skips it.
+"""
 from __future__ import annotations
 
 import os
 import sys
 import time
 
-import numpy as np
+TILING = ["--mpp", "0.5", "--shape", "256", "--min-tissue", "0.5"]
 
 
 def main(argv=None) -> int:
-    import wsikit
-    from wsikit.sample import write_sample_svs
+    from .cli import main as wsikit
 
-    out = os.path.abspath((argv or sys.argv[1:] or ["demo-out"])[0])
+    argv = sys.argv[1:] if argv is None else list(argv)
+    out = os.path.abspath(argv[0] if argv else "demo-out")
+    slides = argv[1:]
     os.makedirs(out, exist_ok=True)
-    path = os.path.join(out, "sample.svs")
-    if not os.path.exists(path):
-        print(f"writing a sample slide to {path} ...")
-        write_sample_svs(path)
-    with wsikit.open_slide(path) as slide:
-        print(slide)
-        print(f"  vendor {slide.properties.get('wsikit.vendor')}, mpp {slide.mpp}, objective {slide.objective_power}x")
-        for level in range(slide.level_count):
-            print(f"  level {level}: shape {slide.get_image_shape(level)}, downsample {slide.level_downsamples[level]:g}")
-        print(f"  associated images: {', '.join(f'{k} {v.shape}' for k, v in slide.associated_images.items())}")
-        start = time.perf_counter()
-        tiles = list(slide.generate_tiles(shape=256, level=1, pad=True))
-        took = time.perf_counter() - start
-        print(f"  {len(tiles)} tiles of 256 x 256 at level 1 in {took:.2f} s")
-        thumb = slide.get_thumbnail((512, 512)).copy()
-        scale = thumb.shape[0] / slide.get_image_shape(1)[0]
-        for tile in tiles:
-            i, j = (int(round(c * scale)) for c in tile.coords)
-            thumb[i:i + 1, j:] = thumb[i:i + 1, j:] // 2
-            thumb[i:, j:j + 1] = thumb[i:, j:j + 1] // 2
-        png = os.path.join(out, "thumbnail_tiles.png")
-        from PIL import Image
+    if not slides:
+        path = os.path.join(out, "sample.svs")
+        if not os.path.exists(path):
+            from .sample import write_sample_svs
 
-        Image.fromarray(np.ascontiguousarray(thumb)).save(png)
-        print(f"thumbnail with the tile grid: {png}")
-    return 0
+            print(f"writing a sample slide to {path} ...", flush=True)
+            write_sample_svs(path)
+        slides = [path]
+
+    for slide in slides:
+        print(f"\n$ wsikit info {slide}", flush=True)
+        wsikit(["info", slide])
+
+    tiles = os.path.join(out, "tiles")
+    print(f"\n$ wsikit tile {' '.join(slides)} --out {tiles} {' '.join(TILING)}", flush=True)
+    start = time.perf_counter()
+    status = wsikit(["tile", *slides, "--out", tiles, *TILING])
+    print(f"(took {time.perf_counter() - start:.1f} s)")
+
+    pictures = []
+    for slide in slides:
+        stem = os.path.splitext(os.path.basename(slide))[0]
+        picture = os.path.join(out, f"{stem}_overlay.png")
+        print(f"\n$ wsikit thumbnail {slide} {picture} --overlay tissue --overlay tiles {' '.join(TILING)}", flush=True)
+        if wsikit(["thumbnail", slide, picture, "--overlay", "tissue", "--overlay", "tiles", *TILING]) == 0:
+            pictures.append(picture)
+
+    print("\nwhere things are:")
+    print(f"  tiles, one folder per slide:  {tiles}")
+    for picture in pictures:
+        print(f"  tissue outline (green) and selected tiles (blue): {picture}")
+    print("  read them back with:")
+    print("    import zarr, csv")
+    print(f"    tiles = zarr.open_group('{os.path.join(tiles, '<slide>', 'tiles.zarr')}', mode='r')['tiles']")
+    print(f"    rows = list(csv.DictReader(open('{os.path.join(tiles, '<slide>', 'tiles.csv')}')))  # row k <-> tiles[k]")
+    return status
 
 
 if __name__ == "__main__":
