@@ -77,8 +77,10 @@ def _reduce(image: np.ndarray, factor: int) -> np.ndarray:
 
 
 def _resize(image: np.ndarray, shape) -> np.ndarray:
-    from .pixels import resample_area
+    from .pixels import resample_area, resize_area
 
+    if image.dtype == np.uint8:  # Pillow's box filter: much faster than the exact average
+        return resize_area(image.reshape(image.shape[:2] + (-1,)), shape).reshape(tuple(shape) + image.shape[2:])
     return resample_area(image, shape)
 
 

@@ -216,7 +216,9 @@ def basic_table_frames(path: str, fd: int, first: int, table: np.ndarray, count:
     if count and starts[0] != first:
         raise CorruptSlideError(path, f"the basic offset table's first entry is {table[0]}, not 0")
     if count and starts[-1] + 8 > file_size:
-        raise CorruptSlideError(path, f"the basic offset table points outside the data: offset {table[-1]} is past the end of the file")
+        raise CorruptSlideError(
+            path, f"the basic offset table points outside the data: frame {count - 1} at byte {int(starts[-1])} is past the end "
+                  f"of the file at {file_size} (the file is truncated or the table is wrong)")
     end = _walk(fd, int(starts[-1]), path, file_size)[3] if count else first
     ends = np.append(starts[1:], end)
     _check_table(path, starts, ends, file_size, "basic offset table")
@@ -254,7 +256,7 @@ def _check_table(path: str, starts: np.ndarray, ends: np.ndarray, file_size: int
         bad = int(np.argmax((ends > file_size) | (ends <= starts)))
         raise CorruptSlideError(
             path, f"the {what} points outside the data: frame {bad} spans bytes {int(starts[bad])}..{int(ends[bad])}, "
-                  f"the file has {file_size}")
+                  f"the file has {file_size} (the file is truncated or the table is wrong)")
 
 
 def _expect_sequence_end(fd: int, pos: int, path: str, file_size: int) -> None:

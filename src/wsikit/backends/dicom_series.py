@@ -151,6 +151,8 @@ def read_instance(path: str) -> Instance | None:
         return None
     meta = getattr(ds, "file_meta", None)
     transfer_syntax = str(get(meta, "TransferSyntaxUID", "")) or None if meta is not None else None
+    if transfer_syntax == "1.2.840.10008.1.2.1.99":
+        raise UnsupportedFormatError(path, "deflated DICOM (the whole dataset compressed) cannot be read frame by frame")
     kind = image_kind(ds)
     rows, cols = number(get(ds, "Rows"), int), number(get(ds, "Columns"), int)
     if not rows or not cols or rows <= 0 or cols <= 0:
