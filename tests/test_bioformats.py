@@ -22,7 +22,7 @@ from wsikit.errors import BackendUnavailableError, SlideError, UnsupportedFormat
 from wsikit.pixels import to_uint8
 
 from conftest import real_slide
-from test_multichannel import OME_NAMES, as_5d, decimate, write_ome_series, write_ome_tiff
+from test_multichannel import OME_NAMES, as_5d, decimate, qptiff_pyramid, write_ome_series, write_ome_tiff  # noqa: F401
 
 
 def _unavailable() -> str | None:
@@ -180,6 +180,23 @@ def test_ome_tiff_both_backends_match_the_source(open_bf, ome_files, kind):
             np.testing.assert_array_equal(backend.extract_region((0, 0), (h, w), level=level), to_uint8(source))
         box = slide.extract_region((h // 2, w // 3), (h, w), level=level, normalize=False)  # runs off the edges
         np.testing.assert_array_equal(box, native.extract_region((h // 2, w // 3), (h, w), level=level, normalize=False))
+    native.close()
+
+
+def test_qptiff_pyramid_levels_are_resolutions_not_series(open_bf, qptiff_pyramid):
+    path, channels, names = qptiff_pyramid
+    slide = open_bf(path)
+    native = wsikit.open_slide(path)
+    assert slide.level_shapes == native.level_shapes == ((256, 320), (128, 160), (64, 80))
+    assert slide.channel_names == names
+    assert slide.mpp == pytest.approx(native.mpp) and slide.objective_power == native.objective_power == 20.0
+    for level in range(3):
+        source = np.moveaxis(decimate(channels, 2**level), 0, 2)[:, :, None, :, None]
+        h, w = source.shape[:2]
+        np.testing.assert_array_equal(slide.extract_region((0, 0), (h, w), level=level), source)
+    assert set(slide.associated_images) == set(native.associated_images) == {"thumbnail", "macro", "label"}
+    for name in slide.associated_images:
+        np.testing.assert_array_equal(slide.associated_images[name], native.associated_images[name])
     native.close()
 
 

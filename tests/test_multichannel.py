@@ -74,15 +74,19 @@ def write_qptiff(path, channels: np.ndarray, names, *, levels: int = 3, tile=(64
     rng = np.random.default_rng(3)
     common = {"software": "PerkinElmer-QPI", "metadata": None, "resolution": (20000, 20000),
               "resolutionunit": "CENTIMETER", "compression": "lzw"}
+    rgb = channels.ndim == 3 and channels.shape[2] == 3  # brightfield: one RGB page per level
+    pages = [(channels, None)] if rgb else list(zip(channels, names))
+    shrink = (lambda a, f: a[::f, ::f]) if rgb else decimate
+    extra = {"photometric": "rgb"} if rgb else {}
     with tifffile.TiffWriter(path) as tif:
-        for plane, name in zip(channels, names):
-            tif.write(plane, tile=tile, description=_qptiff_xml("FullResolution", name), **common)
+        for plane, name in pages:
+            tif.write(plane, tile=tile, description=_qptiff_xml("FullResolution", name), **extra, **common)
         tif.write(rng.integers(0, 256, (60, 80, 3), dtype=np.uint8), photometric="rgb",
                   description=_qptiff_xml("Thumbnail"), **common)
         for k in range(1, levels):
-            for plane, name in zip(channels, names):
-                tif.write(decimate(plane, 2**k), tile=tile, subfiletype=1,
-                          description=_qptiff_xml("ReducedResolution", name), **common)
+            for plane, name in pages:
+                tif.write(shrink(plane, 2**k), tile=tile, subfiletype=1,
+                          description=_qptiff_xml("ReducedResolution", name), **extra, **common)
         tif.write(rng.integers(0, 256, (90, 40, 3), dtype=np.uint8), photometric="rgb",
                   description=_qptiff_xml("Overview"), **common)
         tif.write(rng.integers(0, 256, (30, 50, 3), dtype=np.uint8), photometric="rgb",
@@ -263,3 +267,13 @@ def test_qptiff_pyramid_levels_exclude_thumbnail_and_overview(qptiff_pyramid):
             np.testing.assert_array_equal(slide.extract_region((0, 0), (h, w), level=level), source)
         shapes = {name: image.shape for name, image in slide.associated_images.items()}
         assert shapes == {"thumbnail": (60, 80, 3), "macro": (90, 40, 3), "label": (30, 50, 3)}
+
+
+def test_brightfield_qptiff_reads_as_rgb(tmp_path):
+    rgb = np.random.default_rng(6).integers(0, 256, (192, 256, 3), dtype=np.uint8)
+    path = write_qptiff(tmp_path / "brightfield.qptiff", rgb, None, levels=2)
+    with wsikit.open_slide(path) as slide:
+        assert slide.is_rgb and slide.level_shapes == ((192, 256), (96, 128))
+        np.testing.assert_array_equal(slide.extract_region((0, 0), (192, 256)), rgb)
+        np.testing.assert_array_equal(slide.extract_region((0, 0), (96, 128), level=1), rgb[::2, ::2])
+        assert set(slide.associated_images) == {"thumbnail", "macro", "label"}
