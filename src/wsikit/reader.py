@@ -2,18 +2,26 @@
 
 A backend describes each level as a :class:`TileGrid` (its shape, the native tile shape
 and a function that decodes one native tile). :class:`TiledReader` then answers region
-requests: it finds the native tiles a region touches, decodes the missing ones (in
-parallel threads: the codecs release the GIL), keeps decoded tiles in a byte-bounded
-LRU cache so overlapping requests decode each tile once, and stitches with numpy slices.
+requests: it finds the native tiles a region touches, decodes the missing ones, keeps
+decoded tiles in a byte-bounded LRU cache so overlapping requests decode each tile once,
+and stitches with numpy slices.
+
+:meth:`TiledReader.stream` reads many regions in order (a tiling, a training batch): the
+native tiles of the next regions are decoded ahead on worker threads (the codecs release
+the GIL) and each region is stitched as soon as its last native tile is ready. When the
+caller says how often each native tile will be used (:func:`count_uses`), a tile used once
+never enters the cache and a tile is dropped from it after its last use, so that memory
+stays flat however large the slide.
 
 :func:`ordered_map` runs a function over many requests on a thread pool with a bounded
-look-ahead and yields results in request order, so memory stays flat for any slide.
+look-ahead and yields results in request order.
 """
 from __future__ import annotations
 
 import os
+import queue
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Hashable, Iterable, Iterator
@@ -21,6 +29,8 @@ from typing import Callable, Hashable, Iterable, Iterator
 import numpy as np
 
 DEFAULT_CACHE_BYTES = 256 * 1024**2
+# Decoded pixels a stream may hold in regions read ahead of the consumer.
+LOOKAHEAD_BYTES = 128 * 1024**2
 
 
 def default_workers() -> int:
@@ -52,10 +62,21 @@ class TileGrid:
         return (-(-self.shape[0] // self.tile_shape[0]), -(-self.shape[1] // self.tile_shape[1]))
 
 
+class _Pending:
+    """A native tile being decoded: the future its users wait on, and whether to cache it."""
+
+    __slots__ = ("future", "keep")
+
+    def __init__(self, keep: bool):
+        self.future: Future = Future()
+        self.keep = keep
+
+
 class TileCache:
     """A thread-safe LRU cache of decoded tiles, bounded in bytes.
 
     Concurrent requests for the same tile wait for one decode instead of repeating it.
+    Cached tiles are read-only: they are shared between callers.
     """
 
     def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES):
@@ -63,7 +84,7 @@ class TileCache:
             raise ValueError(f"cache_bytes must be a non-negative int, got {max_bytes!r}")
         self.max_bytes = max_bytes
         self._items: OrderedDict[Hashable, np.ndarray] = OrderedDict()
-        self._pending: dict[Hashable, Future] = {}
+        self._pending: dict[Hashable, _Pending] = {}
         self._bytes = 0
         self._lock = threading.Lock()
 
@@ -71,43 +92,151 @@ class TileCache:
     def nbytes(self) -> int:
         return self._bytes
 
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._items
+
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
             self._bytes = 0
 
     def get(self, key: Hashable, make: Callable[[], np.ndarray]) -> np.ndarray:
-        with self._lock:
-            hit = self._items.get(key)
-            if hit is not None:
-                self._items.move_to_end(key)
-                return hit
-            pending = self._pending.get(key)
-            if pending is None:
-                pending = self._pending[key] = Future()
-                owner = True
-            else:
-                owner = False
+        """The cached value of ``key``, made (once, whoever asks at the same time) when missing."""
+        value, pending, owner = self._claim(key, True)
+        if value is not None:
+            return value
         if not owner:
-            return pending.result()
+            return pending.future.result()
         try:
             value = make()
         except BaseException as exc:
-            with self._lock:
-                del self._pending[key]
-            pending.set_exception(exc)
+            self._fail(key, pending, exc)
             raise
+        return self._store(key, pending, value)
+
+    def discard(self, key: Hashable) -> None:
+        """Forget ``key``: drop its value, or do not keep it when its decode finishes."""
+        with self._lock:
+            value = self._items.pop(key, None)
+            if value is not None:
+                self._bytes -= value.nbytes
+                return
+            pending = self._pending.get(key)
+            if pending is not None:
+                pending.keep = False
+
+    # -- the parts of a request, also used by TiledReader.stream -------------------------
+    def _claim(self, key: Hashable, keep: bool):
+        """(value, pending, owner): the cached value; or the decode to wait for / to do."""
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+                return value, None, False
+            pending = self._pending.get(key)
+            if pending is not None:
+                pending.keep = pending.keep or keep
+                return None, pending, False
+            pending = self._pending[key] = _Pending(keep)
+            return None, pending, True
+
+    def _store(self, key: Hashable, pending: _Pending, value: np.ndarray) -> np.ndarray:
         value.setflags(write=False)  # shared between callers: nobody may modify it
         with self._lock:
-            del self._pending[key]
-            if value.nbytes <= self.max_bytes:
+            if self._pending.get(key) is pending:
+                del self._pending[key]
+            if pending.keep and value.nbytes <= self.max_bytes and key not in self._items:
                 self._items[key] = value
                 self._bytes += value.nbytes
                 while self._bytes > self.max_bytes:
                     _, old = self._items.popitem(last=False)
                     self._bytes -= old.nbytes
-        pending.set_result(value)
+        pending.future.set_result(value)
         return value
+
+    def _fail(self, key: Hashable, pending: _Pending, exc: BaseException) -> None:
+        with self._lock:
+            if self._pending.get(key) is pending:
+                del self._pending[key]
+        pending.future.set_exception(exc)
+
+
+class _Inline:
+    """Runs work at once in the calling thread: ``workers=1`` is plain sequential reading."""
+
+    def submit(self, fn, *args) -> None:
+        fn(*args)
+
+    def shutdown(self) -> None:
+        pass
+
+
+class _Workers:
+    """A minimal thread pool: tasks resolve their own futures, so a queue is all it needs."""
+
+    def __init__(self, count: int):
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._threads = [threading.Thread(target=self._run, name=f"wsikit-reader-{k}", daemon=True) for k in range(count)]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, fn, *args) -> None:
+        self._queue.put((fn, args))
+
+    def _run(self) -> None:
+        get = self._queue.get
+        while True:
+            task = get()
+            if task is None:
+                return
+            fn, args = task
+            fn(*args)
+
+    def shutdown(self) -> None:
+        # Work already queued still runs (at most the look-ahead's native tiles), so that
+        # every future a reader of the shared cache may wait on is resolved.
+        for _ in self._threads:
+            self._queue.put(None)
+        for thread in self._threads:
+            thread.join()
+
+
+class _Region:
+    """One region of a stream: the native tiles it waits for, then its stitched result."""
+
+    __slots__ = ("item", "grid", "box", "origin", "cols", "parts", "waiting", "lock", "finish", "done", "value", "error")
+
+    def __init__(self, item, grid, box, origin, cols, parts, finish):
+        self.item = item
+        self.grid = grid
+        self.box = box
+        self.origin = origin
+        self.cols = cols
+        self.parts = parts
+        self.finish = finish
+        self.value = None
+        self.error = None
+        self.done = threading.Event()
+
+    def part_done(self, _future) -> None:
+        with self.lock:
+            self.waiting -= 1
+            if self.waiting:
+                return
+        self.complete()
+
+    def complete(self) -> None:
+        try:
+            tiles = [part if isinstance(part, np.ndarray) else part.result() for part in self.parts]
+            array = None if self.grid is None else _stitch(self.grid, self.box, self.origin, self.cols, tiles)
+            self.value = self.finish(self.item, array)
+        except BaseException as exc:  # handed to the consumer, in order
+            self.error = exc
+        self.parts = None
+        self.done.set()
 
 
 class TiledReader:
@@ -117,7 +246,7 @@ class TiledReader:
         self.cache = TileCache(cache_bytes)
 
     def tile(self, grid: TileGrid, ti: int, tj: int) -> np.ndarray:
-        return self.cache.get((grid.key, ti, tj), lambda: grid.decode(ti, tj))
+        return self.cache.get((grid.key, ti, tj), lambda: _decoded(grid, ti, tj))
 
     def read(self, grid: TileGrid, i0: int, j0: int, i1: int, j1: int) -> np.ndarray:
         """Pixels [i0:i1, j0:j1] of the level; the box must lie inside the level.
@@ -128,25 +257,209 @@ class TiledReader:
         th, tw = grid.tile_shape
         ti0, ti1 = i0 // th, (i1 - 1) // th
         tj0, tj1 = j0 // tw, (j1 - 1) // tw
-        if ti0 == ti1 and tj0 == tj1:
-            tile = self.tile(grid, ti0, tj0)
-            oi, oj = ti0 * th, tj0 * tw
-            view = tile[i0 - oi : i1 - oi, j0 - oj : j1 - oj]
-            if view.shape[:2] != (i1 - i0, j1 - j0):
-                raise _short_tile(grid, ti0, tj0, tile)
-            return view
-        out = np.empty((i1 - i0, j1 - j0) + grid.pixel_shape, dtype=grid.dtype)
+        tiles = [self.tile(grid, ti, tj) for ti in range(ti0, ti1 + 1) for tj in range(tj0, tj1 + 1)]
+        return _stitch(grid, (i0, j0, i1, j1), (ti0, tj0), tj1 - tj0 + 1, tiles)
+
+    def stream(self, items: Iterable, box_of: Callable, finish: Callable, *, workers: int | None = None,
+               lookahead: int | None = None, uses: dict | None = None) -> Iterator[tuple]:
+        """Read a region for every item, in order: yields ``(item, value, error)``.
+
+        ``box_of(item)`` gives ``(grid, i0, j0, i1, j1)``, a box inside the grid's level, or
+        None when nothing is to be read; ``finish(item, pixels_or_None)`` turns the pixels
+        into the value (padding, normalising; it runs on the thread that completed the
+        region). ``error`` is the exception raised while reading or finishing that item, and
+        reading goes on. ``workers=1`` reads in the calling thread; otherwise native tiles
+        of up to ``lookahead`` regions ahead are decoded on ``workers`` threads. ``uses``
+        (from :func:`count_uses`) says how many regions need each native tile: a tile needed
+        once is not cached, a tile is dropped from the cache after its last use.
+        """
+        workers = default_workers() if workers is None else workers
+        pool = None
+        window: deque[_Region] = deque()
+        try:
+            iterator = iter(items)
+            pool = _Inline() if workers <= 1 else _Workers(workers)
+            limit = 1 if workers <= 1 else lookahead
+            for item in iterator:
+                try:
+                    region = self._start(item, box_of(item), finish, pool, uses)
+                except Exception as exc:  # handed back in order, like a failed read
+                    region = _Region(item, None, None, None, 0, [], finish)
+                    region.error = exc
+                    region.done.set()
+                window.append(region)
+                if limit is None:
+                    limit = lookahead or _default_lookahead(region, workers)
+                while len(window) >= limit:
+                    yield _result(window.popleft())
+            while window:
+                yield _result(window.popleft())
+        finally:
+            window.clear()
+            if pool is not None:
+                pool.shutdown()
+
+    def _start(self, item, box, finish, pool, uses) -> _Region:
+        if box is None:
+            region = _Region(item, None, None, None, 0, [], finish)
+            region.complete()
+            return region
+        grid, i0, j0, i1, j1 = box
+        th, tw = grid.tile_shape
+        ti0, ti1 = i0 // th, (i1 - 1) // th
+        tj0, tj1 = j0 // tw, (j1 - 1) // tw
+        counts = None if uses is None else uses.get(grid.key)
+        cache = self.cache
+        parts = []
+        futures = []
+        h, w = grid.shape
         for ti in range(ti0, ti1 + 1):
             for tj in range(tj0, tj1 + 1):
-                tile = self.tile(grid, ti, tj)
-                oi, oj = ti * th, tj * tw
-                a0, a1 = max(i0, oi), min(i1, oi + th)
-                b0, b1 = max(j0, oj), min(j1, oj + tw)
-                part = tile[a0 - oi : a1 - oi, b0 - oj : b1 - oj]
-                if part.shape[:2] != (a1 - a0, b1 - b0):
-                    raise _short_tile(grid, ti, tj, tile)
-                out[a0 - i0 : a1 - i0, b0 - j0 : b1 - j0] = part
-        return out
+                key = (grid.key, ti, tj)
+                if counts is not None:
+                    left = int(counts[ti, tj]) - 1
+                    counts[ti, tj] = left
+                    keep = left > 0
+                else:
+                    # Unknown future: keep the tiles this region uses in part, which its
+                    # neighbours are likely to need; a tile used whole is likely used once.
+                    left = -1
+                    keep = not (i0 <= ti * th and min(h, ti * th + th) <= i1
+                                and j0 <= tj * tw and min(w, tj * tw + tw) <= j1)
+                value, pending, owner = cache._claim(key, keep)
+                if value is not None:
+                    parts.append(value)
+                else:
+                    parts.append(pending.future)
+                    futures.append(pending.future)
+                    if owner:
+                        pool.submit(_decode_into, cache, key, pending, grid, ti, tj)
+                if left == 0:
+                    cache.discard(key)  # this was its last use in the stream
+        region = _Region(item, grid, (i0, j0, i1, j1), (ti0, tj0), tj1 - tj0 + 1, parts, finish)
+        pending_parts = [f for f in futures if not f.done()]
+        if not pending_parts:
+            region.complete()
+            return region
+        region.lock = threading.Lock()
+        region.waiting = len(pending_parts)
+        for future in pending_parts:
+            future.add_done_callback(region.part_done)
+        return region
+
+
+def _decode_into(cache: TileCache, key, pending: _Pending, grid: TileGrid, ti: int, tj: int) -> None:
+    try:
+        value = _decoded(grid, ti, tj)
+    except BaseException as exc:  # every waiter gets it; the worker thread lives on
+        cache._fail(key, pending, exc)
+        return
+    try:
+        cache._store(key, pending, value)
+    except BaseException as exc:
+        if not pending.future.done():
+            pending.future.set_exception(exc)
+
+
+def _result(region: _Region) -> tuple:
+    region.done.wait()
+    return region.item, region.value, region.error
+
+
+def _default_lookahead(region: _Region, workers: int) -> int:
+    """Regions to read ahead: enough to keep every worker busy, bounded in bytes."""
+    if region.grid is None:
+        return 4 * workers
+    i0, j0, i1, j1 = region.box
+    nbytes = (i1 - i0) * (j1 - j0) * int(np.prod(region.grid.pixel_shape)) * region.grid.dtype.itemsize
+    return max(2 * workers, min(8 * workers, LOOKAHEAD_BYTES // max(1, nbytes)))
+
+
+def _stitch(grid: TileGrid, box, origin, cols: int, tiles: list) -> np.ndarray:
+    """Pixels of ``box`` from the native tiles it touches (row-major from ``origin``)."""
+    i0, j0, i1, j1 = box
+    th, tw = grid.tile_shape
+    ti0, tj0 = origin
+    for k, tile in enumerate(tiles):
+        # numpy would broadcast a (h, w, 1) tile into RGB, or cast another dtype: refuse.
+        if tile.shape[2:] != grid.pixel_shape or tile.dtype != grid.dtype:
+            raise ValueError(f"native tile ({ti0 + k // cols}, {tj0 + k % cols}) decoded to shape {tile.shape} of "
+                             f"{tile.dtype}, the level holds {grid.pixel_shape} {grid.dtype} pixels")
+    if len(tiles) == 1:
+        tile = tiles[0]
+        oi, oj = ti0 * th, tj0 * tw
+        if i0 == oi and j0 == oj and tile.shape[0] == i1 - i0 and tile.shape[1] == j1 - j0:
+            return tile  # the native tile itself, read-only
+        view = tile[i0 - oi : i1 - oi, j0 - oj : j1 - oj]
+        if view.shape[:2] != (i1 - i0, j1 - j0):
+            raise _short_tile(grid, ti0, tj0, tile)
+        return view
+    out = np.empty((i1 - i0, j1 - j0) + grid.pixel_shape, dtype=grid.dtype)
+    for k, tile in enumerate(tiles):
+        ti, tj = ti0 + k // cols, tj0 + k % cols
+        oi, oj = ti * th, tj * tw
+        a0, a1 = max(i0, oi), min(i1, oi + th)
+        b0, b1 = max(j0, oj), min(j1, oj + tw)
+        part = tile[a0 - oi : a1 - oi, b0 - oj : b1 - oj]
+        if part.shape[:2] != (a1 - a0, b1 - b0):
+            raise _short_tile(grid, ti, tj, tile)
+        out[a0 - i0 : a1 - i0, b0 - j0 : b1 - j0] = part
+    return out
+
+
+def count_uses(boxes: Iterable) -> dict:
+    """How many of ``boxes`` need each native tile: grid key -> int32 array of the tile grid.
+
+    ``boxes`` are what a stream's ``box_of`` gives: ``(grid, i0, j0, i1, j1)`` or None.
+    """
+    # Each box adds 1 over a rectangle of tiles: a 2-D difference array per grid, summed at
+    # the end. Boxes are taken in chunks so that memory does not grow with their number.
+    diffs: dict = {}
+    grids: dict = {}
+    chunks: dict = {}
+
+    def flush(key):
+        grid, rects = grids[key], np.asarray(chunks.pop(key), dtype=np.int64)
+        th, tw = grid.tile_shape
+        ti0, tj0 = rects[:, 0] // th, rects[:, 1] // tw
+        ti1, tj1 = (rects[:, 2] - 1) // th + 1, (rects[:, 3] - 1) // tw + 1
+        diff = diffs[key]
+        np.add.at(diff, (ti0, tj0), 1)
+        np.add.at(diff, (ti0, tj1), -1)
+        np.add.at(diff, (ti1, tj0), -1)
+        np.add.at(diff, (ti1, tj1), 1)
+
+    for box in boxes:
+        if box is None:
+            continue
+        key = box[0].key
+        chunk = chunks.get(key)
+        if chunk is None:
+            if key not in diffs:
+                grids[key] = box[0]
+                rows, cols = box[0].grid
+                diffs[key] = np.zeros((rows + 1, cols + 1), dtype=np.int64)
+            chunk = chunks[key] = []
+        chunk.append(box[1:])
+        if len(chunk) >= 8192:
+            flush(key)
+    for key in list(chunks):
+        flush(key)
+    uses = {}
+    for key, diff in diffs.items():
+        rows, cols = grids[key].grid
+        uses[key] = diff.cumsum(axis=0).cumsum(axis=1)[:rows, :cols].astype(np.int32)
+    return uses
+
+
+def _decoded(grid: TileGrid, ti: int, tj: int) -> np.ndarray:
+    """``grid.decode(ti, tj)``, refused when its trailing axes are not the grid's (a broken
+    file can decode to one channel where three were declared; numpy would broadcast it)."""
+    tile = grid.decode(ti, tj)
+    if tile.ndim != 2 + len(grid.pixel_shape) or tile.shape[2:] != tuple(grid.pixel_shape):
+        raise ValueError(f"native tile ({ti}, {tj}) decoded to shape {tile.shape}, "
+                         f"the grid says {grid.tile_shape + tuple(grid.pixel_shape)}")
+    return tile
 
 
 def _short_tile(grid: TileGrid, ti: int, tj: int, tile: np.ndarray) -> Exception:
@@ -165,19 +478,17 @@ def ordered_map(fn: Callable, items: Iterable, workers: int | None = None, looka
             yield fn(item)
         return
     lookahead = lookahead or 4 * workers
-    from collections import deque
-
-    queue: deque[Future] = deque()
+    pending: deque[Future] = deque()
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wsikit")
     try:
         iterator = iter(items)
         for item in iterator:
-            queue.append(pool.submit(fn, item))
-            if len(queue) >= lookahead:
-                yield queue.popleft().result()
-        while queue:
-            yield queue.popleft().result()
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= lookahead:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
     finally:
-        for future in queue:
+        for future in pending:
             future.cancel()
         pool.shutdown(wait=True, cancel_futures=True)

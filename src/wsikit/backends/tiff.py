@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 
+import imagecodecs
 import numpy as np
 
 from ..errors import CorruptSlideError, UnsupportedFormatError
@@ -305,6 +306,7 @@ class TiffBackend(SlideBackend):
                 self.path, f"level {level} lists {len(page.dataoffsets)} tiles or strips, its size needs {expected}")
         pixel_shape = (3,) if self.is_rgb else self.sizes
         check_allocation(tile_shape + (samples,), page.dtype.itemsize, f"native tile of level {level}", self.path)
+        jpeg = _jpeg8_arguments(page, tile_shape)
 
         def decode(ti: int, tj: int) -> np.ndarray:
             index = ti * cols + tj
@@ -312,14 +314,14 @@ class TiffBackend(SlideBackend):
                 planes = [self._decode_segment(page, index + k * rows * cols, tile_shape, 1) for k in range(samples)]
                 array = np.concatenate(planes, axis=2)
             else:
-                array = self._decode_segment(page, index, tile_shape, samples)
+                array = self._decode_segment(page, index, tile_shape, samples, jpeg)
             if self.is_rgb:
                 return array[:, :, :3]
             return array.reshape(array.shape[:2] + pixel_shape)
 
         return TileGrid(("tiff", level), shape, tile_shape, pixel_shape, np.dtype(page.dtype) if not self.is_rgb else np.dtype(np.uint8), decode)
 
-    def _decode_segment(self, page, index: int, tile_shape, samples: int) -> np.ndarray:
+    def _decode_segment(self, page, index: int, tile_shape, samples: int, jpeg: dict | None = None) -> np.ndarray:
         offset = int(page.dataoffsets[index])
         count = int(page.databytecounts[index])
         if count == 0 or offset == 0:
@@ -328,6 +330,13 @@ class TiffBackend(SlideBackend):
         data = os.pread(self._fd, count, offset)
         if len(data) != count:
             raise CorruptSlideError(self.path, f"tile/strip {index} ends past the end of the file (offset {offset}, {count} bytes)")
+        if jpeg is not None:
+            try:
+                # libjpeg-turbo with the arguments tifffile would pass, without its wrapper.
+                array = imagecodecs.jpeg8_decode(data, **jpeg)
+                return array if array.ndim == 3 else array[:, :, None]
+            except Exception:
+                pass  # let tifffile try (and report) it
         try:
             array, _, _ = page.decode(data, index, jpegtables=page.jpegtables, jpegheader=page.jpegheader)
         except Exception as exc:
@@ -344,6 +353,9 @@ class TiffBackend(SlideBackend):
             return self._reader.read(self._grids[level], i, j, i + h, j + w)
         except ValueError as exc:
             raise CorruptSlideError(self.path, str(exc)) from None
+
+    def _level_grid(self, level: int) -> TileGrid:
+        return self._grids[level]  # _read_region above reads exactly this grid
 
     def _after_fork(self) -> None:
         # The inherited descriptor is safe with pread, but give the child its own so
@@ -375,6 +387,24 @@ def _level_layout(page):
             return None
         return False, samples
     return None
+
+
+def _jpeg8_arguments(page, tile_shape) -> dict | None:
+    """Arguments of ``imagecodecs.jpeg8_decode`` that decode a tile of ``page`` exactly as
+    ``page.decode`` does, for 8-bit interleaved JPEG tiles; None for anything else."""
+    try:
+        from tifffile.tifffile import jpeg_decode_colorspace
+
+        if not (page.is_tiled and int(page.compression) == 7 and int(page.bitspersample) == 8
+                and np.dtype(page.dtype) == np.uint8 and int(page.planarconfig) == 1
+                and int(page.samplesperpixel) in (1, 3) and page.jpegheader is None):
+            return None
+        colorspace, outcolorspace = jpeg_decode_colorspace(
+            page.photometric, page.planarconfig, page.extrasamples, page.is_jfif)
+    except Exception:  # an older tifffile: keep its own decoder
+        return None
+    return {"tables": page.jpegtables, "colorspace": colorspace, "outcolorspace": outcolorspace,
+            "shape": tuple(tile_shape)}
 
 
 def _chunk_bytes(page) -> int:

@@ -1,0 +1,38 @@
+"""Peak resident memory of one process that tiles a whole slide with wsikit.
+
+    python benchmarks/peak_rss.py SLIDE SHAPE [WORKERS]
+
+Prints one JSON line: tiles read, seconds, peak RSS (MiB) after the imports and opening
+the slide, and peak RSS at the end. Run in a fresh process per measurement, so that one
+measurement's peak does not hide another's.
+"""
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+
+
+def peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def main(argv: list[str]) -> None:
+    import wsikit
+
+    path, shape = argv[0], int(argv[1])
+    workers = int(argv[2]) if len(argv) > 2 else None
+    slide = wsikit.open_slide(path)
+    opened = peak_mib()
+    start = time.perf_counter()
+    tiles = 0
+    for _ in slide.generate_tiles(shape, workers=workers):
+        tiles += 1
+    seconds = time.perf_counter() - start
+    print(json.dumps({"tiles": tiles, "seconds": seconds, "opened_mib": opened, "peak_mib": peak_mib(),
+                      "shape": slide.dimensions}))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

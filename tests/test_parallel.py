@@ -1,0 +1,315 @@
+"""Parallel, cached and sequential reads of whole slides give the same pixels.
+
+The reference is the level as tifffile decodes it (or the DICOM writer's own pixels):
+every tile wsikit gives must equal the matching box of it, zero outside the level, at every
+level, for aligned, unaligned and overlapping grids, on any number of threads.
+"""
+from __future__ import annotations
+
+import threading
+import time
+import warnings
+
+import numpy as np
+import pytest
+
+import wsikit
+from wsikit.backends.base import SkippedTileWarning
+
+from conftest import real_slide
+
+
+def _level_arrays(path) -> list[np.ndarray]:
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        return [level.asarray() for level in tif.series[0].levels]
+
+
+def _expected(level_image: np.ndarray, i, j, h, w) -> np.ndarray:
+    out = np.zeros((h, w) + level_image.shape[2:], level_image.dtype)
+    H, W = level_image.shape[:2]
+    i0, j0, i1, j1 = max(i, 0), max(j, 0), min(i + h, H), min(j + w, W)
+    if i0 < i1 and j0 < j1:
+        out[i0 - i : i1 - i, j0 - j : j1 - j] = level_image[i0:i1, j0:j1]
+    return out
+
+
+def _reader_threads():
+    return [t for t in threading.enumerate() if t.name.startswith("wsikit")]
+
+
+def _no_reader_threads(timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while _reader_threads() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return _reader_threads() == []
+
+
+@pytest.fixture(scope="module")
+def svs(tmp_path_factory):
+    """A small pyramid whose sides are no multiple of the tile: levels (1000, 1300), (250, 325), (62, 81)."""
+    from wsikit.sample import write_sample_svs
+
+    path = tmp_path_factory.mktemp("parallel") / "odd.svs"
+    write_sample_svs(path, shape=(1000, 1300), factors=(4, 16), tile=128, seed=3)
+    return str(path), _level_arrays(path)
+
+
+GRIDS = [
+    dict(shape=128),                      # aligned with the native tiles
+    dict(shape=100),                      # unaligned
+    dict(shape=(96, 160), stride=(64, 80)),  # overlapping, not square
+    dict(shape=128, pad=True),
+    dict(shape=150, stride=100, pad=True),
+]
+
+
+def _quarter(value):
+    return tuple(max(1, v // 4) for v in value) if isinstance(value, tuple) else max(1, value // 4)
+
+
+@pytest.mark.parametrize("grid", GRIDS, ids=lambda g: ",".join(f"{k}={v}" for k, v in g.items()))
+def test_every_tile_at_every_level_matches_the_reference(svs, grid):
+    path, levels = svs
+    with wsikit.open_slide(path) as slide:
+        assert type(slide).__name__ == "TiffBackend"
+        for level, image in enumerate(levels):
+            if level == 2:  # (62, 81): the same grid, a quarter the size
+                grid = {k: _quarter(v) if k in ("shape", "stride") else v for k, v in grid.items()}
+            runs = {workers: list(slide.generate_tiles(level=level, workers=workers, **grid)) for workers in (1, 2, 5)}
+            tiles = runs[1]
+            assert tiles, f"no tiles at level {level}"
+            for workers, other in runs.items():
+                assert [t.coords for t in other] == [t.coords for t in tiles]
+            h, w = tiles[0].image.shape[:2]
+            for k, tile in enumerate(tiles):
+                expected = _expected(image, tile.coords[0], tile.coords[1], h, w)
+                for workers in runs:
+                    np.testing.assert_array_equal(runs[workers][k].image, expected,
+                                                  err_msg=f"level {level} tile {tile.coords} workers={workers}")
+
+
+def test_cached_and_uncached_reads_agree(svs):
+    path, levels = svs
+    with wsikit.open_slide(path) as cached, wsikit.open_slide(path, cache_bytes=0) as uncached:
+        for grid in GRIDS:
+            for a, b in zip(cached.generate_tiles(**grid), uncached.generate_tiles(workers=3, **grid), strict=True):
+                np.testing.assert_array_equal(a.image, b.image)
+        assert uncached._reader.cache.nbytes == 0
+        # extract_region after tiling reads through the cache and still agrees
+        for box in [((0, 0), (1000, 1300)), ((-50, 1250), (200, 200)), ((127, 127), (2, 2))]:
+            np.testing.assert_array_equal(cached.extract_region(*box), _expected(levels[0], *box[0], *box[1]))
+            np.testing.assert_array_equal(uncached.extract_region(*box), _expected(levels[0], *box[0], *box[1]))
+
+
+def test_eight_threads_tiling_one_slide_at_once(svs):
+    path, levels = svs
+    grids = [dict(shape=128), dict(shape=100), dict(shape=(96, 160), stride=(64, 80), pad=True),
+             dict(shape=64, level=1), dict(shape=50, level=2, pad=True)]
+    failures = []
+    with wsikit.open_slide(path, cache_bytes=2 * 1024**2) as slide:
+        def run(k):
+            grid = dict(grids[k % len(grids)])
+            level = grid.pop("level", 0)
+            try:
+                for tile in slide.generate_tiles(level=level, workers=1 + k % 3, **grid):
+                    h, w = tile.image.shape[:2]
+                    if not np.array_equal(tile.image, _expected(levels[level], *tile.coords, h, w)):
+                        failures.append((k, tile.coords))
+                region = slide.extract_region((37 * k, 11 * k), (300, 200))
+                if not np.array_equal(region, _expected(levels[0], 37 * k, 11 * k, 300, 200)):
+                    failures.append((k, "region"))
+            except Exception as exc:  # noqa: BLE001 - reported below
+                failures.append((k, repr(exc)))
+
+        threads = [threading.Thread(target=run, args=(k,)) for k in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert failures == []
+        assert slide._reader.cache.nbytes <= 2 * 1024**2
+
+
+def test_read_regions_in_order_with_padding(svs):
+    path, levels = svs
+    rng = np.random.default_rng(0)
+    locations = [tuple(int(v) for v in rng.integers(-150, 1350, size=2)) for _ in range(120)]
+    locations += [(-500, -500), (990, 1290), (0, 0)]
+    with wsikit.open_slide(path) as slide:
+        for workers in (1, 2, 4):
+            out = list(slide.read_regions(locations, (90, 130), workers=workers))
+            assert len(out) == len(locations)
+            for location, region in zip(locations, out):
+                np.testing.assert_array_equal(region, _expected(levels[0], *location, 90, 130))
+        # a generator of locations (unknown length) gives the same, and numpy pairs are accepted
+        gen = (np.array(loc) for loc in locations)
+        for location, region in zip(locations, slide.read_regions(gen, (90, 130), level=0)):
+            np.testing.assert_array_equal(region, _expected(levels[0], *location, 90, 130))
+        level1 = list(slide.read_regions([(10, 10), (240, 300)], 32, level=1, workers=2))
+        np.testing.assert_array_equal(level1[1], _expected(levels[1], 240, 300, 32, 32))
+
+
+def test_read_regions_checks_its_arguments(svs):
+    path, _ = svs
+    with wsikit.open_slide(path) as slide:
+        with pytest.raises(ValueError, match="workers"):
+            list(slide.read_regions([(0, 0)], 10, workers=0))
+        with pytest.raises(TypeError, match="workers"):
+            list(slide.read_regions([(0, 0)], 10, workers="2"))
+        with pytest.raises(ValueError, match="level"):
+            list(slide.read_regions([(0, 0)], 10, level=7))
+        # a bad location is raised at its turn, after the good ones before it
+        regions = slide.read_regions([(0, 0), (5, 5), "bad", (9, 9)], 10, workers=2)
+        assert next(regions).shape == (10, 10, 3)
+        assert next(regions).shape == (10, 10, 3)
+        with pytest.raises(TypeError, match="location"):
+            next(regions)
+    assert _no_reader_threads()
+
+
+def test_tiling_stopped_early_leaves_no_threads(svs):
+    path, _ = svs
+    with wsikit.open_slide(path) as slide:
+        tiles = slide.generate_tiles(shape=64, workers=4)
+        next(tiles)
+        assert _reader_threads()
+        tiles.close()
+        assert _no_reader_threads()
+        for _ in slide.generate_tiles(shape=100, workers=3):
+            break
+        assert _no_reader_threads()
+        regions = slide.read_regions([(i, i) for i in range(0, 900, 7)], 50, workers=3)
+        next(regions)
+        del regions
+        assert _no_reader_threads()
+
+
+def test_aligned_tiling_does_not_fill_the_cache(svs):
+    path, _ = svs
+    with wsikit.open_slide(path) as slide:
+        n = sum(1 for _ in slide.generate_tiles(shape=128, workers=2))
+        assert n == 7 * 10
+        assert slide._reader.cache.nbytes == 0
+        sum(1 for _ in slide.generate_tiles(shape=100, stride=100, workers=2))
+        assert slide._reader.cache.nbytes == 0  # each native tile dropped after its last use
+
+
+def test_native_tiles_are_returned_read_only_without_copies(svs):
+    path, levels = svs
+    with wsikit.open_slide(path) as slide:
+        tile = next(slide.generate_tiles(shape=128, workers=2))
+        assert not tile.image.flags.writeable
+        np.testing.assert_array_equal(tile.image, levels[0][:128, :128])
+
+
+@pytest.fixture(scope="module")
+def corrupt_svs(tmp_path_factory):
+    """The sample pyramid with the level-0 tile (1, 2) overwritten by garbage."""
+    import tifffile
+    from wsikit.sample import write_sample_svs
+
+    path = tmp_path_factory.mktemp("corrupt") / "corrupt.svs"
+    write_sample_svs(path, shape=(512, 768), factors=(4,), tile=128)
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[0]
+        index = 1 * 6 + 2
+        offset, count = int(page.dataoffsets[index]), int(page.databytecounts[index])
+    with open(path, "r+b") as f:
+        f.seek(offset + 2)
+        f.write(b"\x00" * (count - 2))
+    return str(path)
+
+
+def test_an_unreadable_tile_is_skipped_the_same_way_on_any_number_of_threads(corrupt_svs):
+    results = {}
+    with wsikit.open_slide(corrupt_svs) as slide:
+        for workers in (1, 2, 4):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                tiles = list(slide.generate_tiles(shape=128, workers=workers, errors="skip"))
+            results[workers] = [t.coords for t in tiles]
+            assert slide.skipped_tiles and slide.skipped_tiles[0][0] == (128, 256)
+            assert any(issubclass(w.category, SkippedTileWarning) for w in caught)
+            assert (128, 256) not in results[workers] and len(results[workers]) == 4 * 6 - 1
+        assert results[1] == results[2] == results[4]
+        with pytest.raises(wsikit.CorruptSlideError) as info:
+            list(slide.generate_tiles(shape=100, workers=2))
+        assert info.value.path == corrupt_svs
+    assert _no_reader_threads()
+
+
+def test_jpeg_fast_path_decodes_as_tifffile_does(svs):
+    path, _ = svs
+    _compare_with_tifffile_decode(path)
+
+
+def test_real_svs_jpeg_fast_path_decodes_as_tifffile_does():
+    _compare_with_tifffile_decode(real_slide("small_HE.svs"))
+
+
+def _compare_with_tifffile_decode(path):
+    import os
+
+    with wsikit.open_slide(path) as slide:
+        for level, grid in enumerate(slide._grids):
+            page = slide._pages[level]
+            rows, cols = grid.grid
+            assert slide._level_grid(level) is grid
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                for index in range(rows * cols):
+                    data = os.pread(fd, int(page.databytecounts[index]), int(page.dataoffsets[index]))
+                    expected, _, _ = page.decode(data, index, jpegtables=page.jpegtables)
+                    np.testing.assert_array_equal(grid.decode(index // cols, index % cols),
+                                                  expected.reshape(expected.shape[-3:])[:, :, :3])
+            finally:
+                os.close(fd)
+
+
+def test_real_svs_parallel_equals_sequential_equals_tifffile():
+    path = real_slide("small_HE.svs")
+    level0 = _level_arrays(path)[0]
+    with wsikit.open_slide(path) as slide:
+        for grid in (dict(shape=240), dict(shape=224), dict(shape=500, stride=300, pad=True)):
+            parallel = list(slide.generate_tiles(workers=2, **grid))
+            sequential = list(slide.generate_tiles(workers=1, **grid))
+            assert len(parallel) == len(sequential) > 0
+            for a, b in zip(parallel, sequential):
+                assert a.coords == b.coords
+                np.testing.assert_array_equal(a.image, b.image)
+                np.testing.assert_array_equal(a.image, _expected(level0, *a.coords, *a.image.shape[:2]))
+
+
+def test_real_dicom_parallel_equals_sequential():
+    path = real_slide("small_dicom.dcm")
+    pytest.importorskip("pydicom")
+    with wsikit.open_slide(path) as slide:
+        whole = slide.extract_region((0, 0), slide.dimensions)
+        for grid in (dict(shape=500), dict(shape=448, pad=True), dict(shape=300, stride=250)):
+            parallel = list(slide.generate_tiles(workers=3, **grid))
+            sequential = list(slide.generate_tiles(workers=1, **grid))
+            assert [t.coords for t in parallel] == [t.coords for t in sequential]
+            for a, b in zip(parallel, sequential):
+                np.testing.assert_array_equal(a.image, b.image)
+                np.testing.assert_array_equal(a.image, _expected(whole, *a.coords, *a.image.shape[:2]))
+
+
+def test_dicom_series_parallel_equals_sequential(tmp_path):
+    try:
+        from wsikit.dicom_sample import write_dicom_series
+    except ImportError:
+        pytest.skip("wsikit.dicom_sample is not there yet")
+    sample = write_dicom_series(tmp_path / "series", shape=(700, 900), tile=128, factors=(4,),
+                                thumbnail=False, label=False, overview=False)
+    with wsikit.open_slide(sample.folder) as slide:
+        for level, expected in enumerate(sample.levels):
+            for grid in (dict(shape=128), dict(shape=100, pad=True), dict(shape=(64, 96), stride=50)):
+                parallel = list(slide.generate_tiles(level=level, workers=4, **grid))
+                sequential = list(slide.generate_tiles(level=level, workers=1, **grid))
+                assert [t.coords for t in parallel] == [t.coords for t in sequential]
+                for a, b in zip(parallel, sequential):
+                    np.testing.assert_array_equal(a.image, b.image)
+                    if sample.lossless:
+                        np.testing.assert_array_equal(a.image, _expected(expected, *a.coords, *a.image.shape[:2]))
