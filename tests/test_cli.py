@@ -160,3 +160,23 @@ def test_find_slides_searches_folders(slides, tmp_path):
     names = [os.path.relpath(p, slides) for p in found]
     assert names == ["a.svs", "b.svs", "broken.svs", os.path.join("sub", "c.SVS")]
     assert missing == [(str(tmp_path / "gone"), "no such file or folder")]
+
+
+def test_a_folder_of_dicom_files_is_one_slide_unless_it_holds_other_slides(tmp_path, sample_svs):
+    from conftest import real_slide
+
+    dicom = real_slide("small_dicom.dcm")
+    series = tmp_path / "series"
+    series.mkdir()
+    shutil.copy(dicom, series / "level0.dcm")
+    if not wsikit.backends.backend_class("dicom").can_read(str(series)):
+        pytest.skip("the DICOM backend does not read folders")
+    assert find_slides([str(series)]) == ([str(series)], [])
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    shutil.copy(dicom, mixed / "x.dcm")
+    shutil.copy(sample_svs, mixed / "y.svs")
+    assert find_slides([str(mixed)]) == ([str(mixed / "x.dcm"), str(mixed / "y.svs")], [])
+    # A search below a folder takes a series folder whole.
+    found, _ = find_slides([str(tmp_path)])
+    assert str(series) in found and str(mixed / "x.dcm") in found

@@ -116,6 +116,19 @@ def test_slide_without_mpp_gives_a_clear_error(tmp_path):
             list(s.generate_tiles(64, mpp=0.5))
 
 
+def test_enlarging_level_0_is_bounded(slide):
+    # 0.25 mpp at level 0: 0.125 mpp doubles it (allowed), 0.1 would enlarge it 2.5 times.
+    plan = make_plan(slide, 64, mpp=0.125)
+    assert plan[0].level == 0 and plan[0].read_size == (32, 32)
+    tile = next(iter(slide.read_plan(plan[:1])))
+    assert tile.image.shape == (64, 64, 3)
+    np.testing.assert_array_equal(tile.image[::2, ::2], slide.extract_region((0, 0), 32))
+    with pytest.raises(ValueError, match=r"sample\.svs.*enlarge level 0 2\.5 times.*0\.25 x 0\.25 microns"):
+        make_plan(slide, 64, mpp=0.1)
+    with pytest.raises(ValueError, match="magnification=100.*objective power 40"):
+        make_plan(slide, 64, magnification=100)
+
+
 def test_best_level_tolerates_inexact_downsamples():
     # Level 1 downsample 4.016 (as small_HE_levels.tiff): at 4x it counts as the target.
     fake = SimpleNamespace(level_shapes=((1004, 1004), (250, 250)),

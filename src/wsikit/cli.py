@@ -35,6 +35,11 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader of our output went away (``wsikit info ... | head``): stop quietly.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
 
 
 # -- arguments --------------------------------------------------------------------------------
@@ -331,9 +336,23 @@ def _search(folder: str, skip) -> list[str]:
 
 
 def _reads_folder(path: str) -> bool:
-    """Whether a backend reads this folder as one slide (a DICOM series)."""
+    """Whether a backend reads this folder as one slide (a DICOM series): a folder that
+    also holds other slide files (or anything but files) is searched instead."""
     from .backends import backend_names
     from .opener import backend_class_or_none
+
+    try:
+        entries = list(os.scandir(path))
+    except OSError:
+        return False
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        if not entry.is_file():
+            return False
+        name = entry.name.lower()
+        if name.endswith(SLIDE_EXTENSIONS) and not name.endswith(".dcm"):
+            return False
 
     for name in backend_names():
         cls = backend_class_or_none(name)

@@ -11,7 +11,8 @@ slide as it would look scanned at X mpp; ``shape`` and ``stride`` are in its pix
 so are the tiles' ``coords``. Pixels come from the coarsest level whose resolution is at
 least the target's (level mpp <= X; a level within 1 % of X counts), and are area-averaged
 to ``shape`` when that level's box is larger. A target finer than level 0 upsamples
-level 0.
+level 0, at most ``MAX_UPSAMPLE`` times: beyond that a ValueError says so (metadata such
+as a 72 dpi resolution tag read as a pixel size would otherwise ask for billions of tiles).
 
 ``magnification=M`` asks for what an M x objective would show: with the slide's objective
 power P (and level-0 mpp m0 when known) that is P / M level-0 pixels per target pixel
@@ -30,6 +31,8 @@ from .grid import as_pair, tile_locations
 
 #: a level whose resolution is within this fraction of the target counts as the target's
 LEVEL_TOLERANCE = 0.01
+#: the most a physical-resolution tiling may enlarge level 0
+MAX_UPSAMPLE = 2.0
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,12 @@ def make_plan(slide, shape=3000, stride=None, pad=False, level=0, *, mpp=None, m
         if level not in (None, 0):
             raise ValueError(f"pass either level or mpp/magnification, not both (got level={level!r})")
         scale = target_scale(slide, mpp=mpp, magnification=magnification)
+        if min(scale) * MAX_UPSAMPLE < 1:
+            asked = f"mpp={mpp}" if mpp is not None else f"magnification={magnification}"
+            raise ValueError(
+                f"{slide.path}: tiling at {asked} would enlarge level 0 {1 / min(scale):.3g} times "
+                f"(level 0 has {_describe_resolution(slide)}; at most {MAX_UPSAMPLE:g} times is allowed)"
+            )
         read_level = best_level(slide, scale)
         h0, w0 = slide.level_shapes[0]
         round_frame = math.ceil if pad else math.floor
@@ -152,6 +161,15 @@ def target_scale(slide, *, mpp=None, magnification=None) -> tuple[float, float]:
             f"so it cannot be tiled at magnification={magnification}; tile it by level instead"
         )
     return (10.0 / m) / mpp0[0], (10.0 / m) / mpp0[1]
+
+
+def _describe_resolution(slide) -> str:
+    parts = []
+    if slide.mpp is not None:
+        parts.append(f"{slide.mpp[0]:.4g} x {slide.mpp[1]:.4g} microns per pixel")
+    if slide.objective_power:
+        parts.append(f"objective power {slide.objective_power:g}")
+    return ", ".join(parts)
 
 
 def best_level(slide, scale) -> int:
