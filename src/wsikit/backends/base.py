@@ -11,7 +11,7 @@ import os
 import threading
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Callable, ClassVar, Iterable, Iterator
 
@@ -21,7 +21,7 @@ from ..errors import CorruptSlideError, SlideError
 from ..grid import as_int, as_pair, clip_box
 from ..limits import check_allocation
 from ..pixels import block_mean, display_rgb, resize_area, to_uint8
-from ..reader import DEFAULT_CACHE_BYTES, TiledReader, ordered_map
+from ..reader import DEFAULT_CACHE_BYTES, TiledReader, TileGrid, count_uses, ordered_map
 from ..tile import Tile
 
 
@@ -134,6 +134,12 @@ class SlideBackend(ABC):
 
         (h, w, 3) uint8 when ``is_rgb``, else (h, w, z, c, t) of ``dtype``.
         """
+
+    def _level_grid(self, level: int) -> TileGrid | None:
+        """The native tile grid of ``level`` when ``_read_region`` reads exactly
+        ``self._reader.read(grid, ...)`` (then tilings and batches read the grid directly,
+        in parallel, each native tile decoded once); None otherwise."""
+        return None
 
     def _close(self) -> None:
         """Release file handles."""
@@ -302,12 +308,17 @@ class SlideBackend(ABC):
         level = self._check_level(level)
         size = as_pair(size, "size", minimum=1)
         workers = self._check_workers(workers)
-        normalize = bool(normalize)
 
-        def read(location):
-            return self._extract(level, as_pair(location, "location"), size, normalize, **kwargs)
+        def where(location):
+            return level, as_pair(location, "location"), size, size
 
-        return ordered_map(read, locations, workers)
+        def arrays():
+            for _, image, error in self._read_stream(locations, where, bool(normalize), workers, kwargs):
+                if error is not None:
+                    raise error
+                yield image
+
+        return arrays()
 
     @staticmethod
     def _check_workers(workers) -> int | None:
@@ -350,26 +361,102 @@ class SlideBackend(ABC):
         self.skipped_tiles: list[tuple[tuple[int, int], str]] = []
         skip = errors == "skip"
 
-        def read(spec):
-            try:
-                image = self._extract(spec.level, spec.read_location, spec.read_size, normalize, **kwargs)
-                if spec.read_size != spec.shape:
-                    image = self._resample(image, spec.shape)
-            except SlideError as exc:
-                if not skip:
-                    raise
-                return spec, exc
-            return spec, image
+        def where(spec):
+            return spec.level, spec.read_location, spec.read_size, spec.shape
 
         def tiles():
-            for spec, result in ordered_map(read, plan, workers):
-                if isinstance(result, Exception):
-                    self.skipped_tiles.append((spec.coords, str(result)))
-                    warnings.warn(f"skipped tile {spec.coords}: {result}", SkippedTileWarning, stacklevel=2)
+            for spec, image, error in self._read_stream(plan, where, normalize, workers, kwargs):
+                if error is not None:
+                    if not (skip and isinstance(error, SlideError)):
+                        raise error
+                    self.skipped_tiles.append((spec.coords, str(error)))
+                    warnings.warn(f"skipped tile {spec.coords}: {error}", SkippedTileWarning, stacklevel=2)
                     continue
-                yield Tile(result, spec.coords, spec.level, coords0=spec.coords0, mpp=spec.mpp, tissue=spec.tissue)
+                yield Tile(image, spec.coords, spec.level, coords0=spec.coords0, mpp=spec.mpp, tissue=spec.tissue)
 
         return tiles()
+
+    def _read_stream(self, items, where, normalize: bool, workers, kwargs) -> Iterator[tuple]:
+        """``(item, pixels, error)`` for every item, in order, read on ``workers`` threads.
+
+        ``where(item)`` gives ``(level, location, size, shape)``: the box to read (zero
+        outside the level) and the shape to area-average it to. A SlideError reading an
+        item is handed back as its ``error``; an error of ``where`` (a bad argument) too.
+        Backends whose levels are native tile grids (``_level_grid``) are read straight
+        from the grids: native tiles decoded ahead on the workers, each decoded once.
+        """
+        grids = [self._level_grid(k) for k in range(self.level_count)]
+        if kwargs or any(grid is None for grid in grids):
+            def read(item):
+                try:
+                    level, location, size, shape = where(item)
+                    image = self._extract(level, location, size, normalize, **kwargs)
+                    return item, image if size == shape else self._resample(image, shape), None
+                except SlideError as exc:
+                    return item, None, exc
+
+            return ordered_map(read, items, workers)
+        pixel_shape, dtype = self._pixel_shape(normalize)
+        checked: set = set()
+
+        def jobs(items):
+            for item in items:
+                try:
+                    yield (item,) + tuple(where(item))
+                except Exception as exc:  # raised in order, when the item's turn comes
+                    yield item, exc
+
+        def box_of(job):
+            if len(job) == 2:
+                raise job[1]
+            _, level, (i, j), (h, w), _ = job
+            if (h, w) not in checked:
+                check_allocation((h, w) + pixel_shape, dtype.itemsize, "region", self.path)
+                checked.add((h, w))
+            grid = grids[level]
+            i0, j0, i1, j1 = max(i, 0), max(j, 0), min(i + h, grid.shape[0]), min(j + w, grid.shape[1])
+            return (grid, i0, j0, i1, j1) if i0 < i1 and j0 < j1 else None
+
+        def finish(job, array):
+            _, _, (i, j), size, shape = job
+            if array is not None and array.shape[:2] == size:
+                array = self._normalized(array, normalize)
+            else:  # partly or wholly outside the level: zero there
+                out = np.zeros(size + pixel_shape, dtype=dtype)
+                if array is not None:
+                    di, dj = max(i, 0) - i, max(j, 0) - j
+                    out[di : di + array.shape[0], dj : dj + array.shape[1]] = self._normalized(array, normalize)
+                array = out
+            return array if size == shape else self._resample(array, shape)
+
+        uses = None
+        if isinstance(items, (Sequence, np.ndarray)):
+            # Knowing every native tile's uses lets the reader cache only tiles used again.
+            def boxes():
+                for job in jobs(items):
+                    try:
+                        yield box_of(job)
+                    except Exception:
+                        continue
+
+            uses = count_uses(boxes())
+
+        def results():
+            for job, image, error in self._reader.stream(jobs(items), box_of, finish, workers=workers, uses=uses):
+                yield job[0], image, None if error is None else self._read_error(error, job)
+
+        return results()
+
+    def _read_error(self, exc: BaseException, job) -> BaseException:
+        """The error to report for a failed read of a stream job (see ``_read_stream``)."""
+        if isinstance(exc, SlideError) or len(job) == 2 or not isinstance(exc, Exception):
+            return exc
+        _, level, location, size, _ = job
+        if isinstance(exc, ValueError):
+            return CorruptSlideError(self.path, str(exc))
+        if isinstance(exc, MemoryError):
+            return CorruptSlideError(self.path, f"out of memory reading {size} at {location} of level {level}")
+        return CorruptSlideError(self.path, f"cannot read {size} at {location} of level {level}: {type(exc).__name__}: {exc}")
 
     def _resample(self, image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         """Area-average ``image`` to ``shape`` (h, w), keeping its dtype and trailing axes."""
