@@ -332,6 +332,9 @@ class BioFormatsBackend(SlideBackend):
             parts.append(part[:, :, None, :, None] if series.is_rgb else part)
         return np.concatenate(parts, axis=3)
 
+    def _level_grid(self, level: int) -> TileGrid:
+        return self._grids[level]  # what _read_region reads without series_as_channels
+
     def _extract(self, level: int, location, size, normalize: bool, series_as_channels: bool = False, **kwargs):
         if not series_as_channels:
             return super()._extract(level, location, size, normalize, **kwargs)
