@@ -66,11 +66,9 @@ def test_every_transfer_syntax(series, syntax, sparse):
         assert_close(slide.extract_region((100, 100), (60, 80)), sample.levels[0][100:160, 100:180], syntax)
 
 
-@pytest.mark.parametrize("table", ["basic", "extended", "none"])
-@pytest.mark.parametrize("fragments", [1, 3])
+# (The extended offset table requires one fragment per frame.)
+@pytest.mark.parametrize("table, fragments", [("basic", 1), ("basic", 3), ("extended", 1), ("none", 1), ("none", 3)])
 def test_offset_tables_and_fragments(series, table, fragments):
-    if table == "extended" and fragments > 1:
-        pytest.skip("the extended offset table requires one fragment per frame")
     sample = series(transfer_syntax="jpeg2000-lossless", offset_table=table, fragments_per_frame=fragments)
     with DICOMBackend(sample.level_files[0]) as slide:
         expected = {"basic": "basic offset table", "extended": "extended offset table", "none": "fragment walk"}[table]
@@ -301,3 +299,22 @@ def test_pixels_agree_with_openslide(series, syntax, sparse):
         assert sorted(reference.associated_images) == sorted(slide.associated_images)
         label = np.asarray(reference.associated_images["label"].convert("RGB"))
         np.testing.assert_array_equal(slide.associated_images["label"], label)
+
+
+@pytest.mark.parametrize("syntax", ["explicit", "implicit"])
+def test_sparse_positions_from_raw_bytes_equal_pydicoms(series, syntax):
+    """Positions found by pattern in the raw per-frame groups equal those pydicom parses."""
+    from wsikit.backends import dicom_series
+
+    planes = [tissue_texture(SHAPE, 7), tissue_texture(SHAPE, 8)]
+    sample = series(transfer_syntax=syntax, sparse=True, image=planes, plane_spacing_um=1.5)
+    fast_instance = dicom_series.read_instance(sample.level_files[0])
+    slow_instance = dicom_series.read_instance(sample.level_files[0])
+    assert dicom_series._raw_positions(fast_instance.ds) is not None
+    len(slow_instance.ds.PerFrameFunctionalGroupsSequence)  # parsed by pydicom: no raw bytes left
+    assert dicom_series._raw_positions(slow_instance.ds) is None
+    fast = dicom_series._sparse_positions(fast_instance)
+    slow = dicom_series._sparse_positions(slow_instance)
+    for a, b in zip(fast, slow):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert sorted(set(fast[3].tolist())) == [0.0, 1.5]

@@ -73,10 +73,10 @@ class _Level:
     def grid(self) -> tuple[int, int]:
         return -(-self.shape[0] // self.tile_shape[0]), -(-self.shape[1] // self.tile_shape[1])
 
-    @property
-    def planes(self) -> list[tuple[str, float]]:
-        """(optical path, focal plane) pairs present, in order of first appearance."""
-        return list(dict.fromkeys(zip(self.positions.path, self.positions.z.tolist())))
+    planes: list[tuple[str, float]] = None  # (optical path, focal plane) pairs, in order of first appearance
+
+    def __post_init__(self):
+        self.planes = list(dict.fromkeys(zip(self.positions.path, self.positions.z.tolist())))
 
 
 def cielab_to_rgb(lab) -> np.ndarray:
@@ -328,15 +328,18 @@ class DICOMBackend(SlideBackend):
         return min(candidates, key=lambda p: abs(p[1] - z))
 
     def _grid(self, level: int, selection: tuple[str, float]) -> TileGrid:
-        data = self._levels[level]
-        plane = self._plane_of(data, selection)
-        key = ("dicom", level) + plane
-        grid = self._grids.get(key)
+        grid = self._grids.get((level, selection))
         if grid is None:
             with self._grid_lock:
-                grid = self._grids.get(key)
+                grid = self._grids.get((level, selection))
                 if grid is None:
-                    grid = self._grids[key] = self._make_grid(key, data, plane, self._pixel, self._fill)
+                    data = self._levels[level]
+                    plane = self._plane_of(data, selection)
+                    key = ("dicom", level) + plane
+                    # Selections that resolve to the same plane share one grid (and cache keys).
+                    same = next((g for g in self._grids.values() if g.key == key), None)
+                    grid = same or self._make_grid(key, data, plane, self._pixel, self._fill)
+                    self._grids[(level, selection)] = grid
         return grid
 
     def _make_grid(self, key, level: _Level, plane: tuple[str, float], pixel_shape, fill) -> TileGrid:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 
@@ -179,8 +180,8 @@ def read_instance(path: str) -> Instance | None:
     uid = str(get(ds, "SOPInstanceUID", "")) or path
     concatenation = str(get(ds, "SOPInstanceUIDOfConcatenationSource", "")) or uid
     organisation = str(get(ds, "DimensionOrganizationType", "")).strip().upper()
-    per_frame = get(ds, "PerFrameFunctionalGroupsSequence")
-    sparse = organisation == "TILED_SPARSE" or (organisation != "TILED_FULL" and bool(per_frame) and _has_positions(per_frame))
+    # Without a stated organisation, frames with positions of their own make a sparse tiling.
+    sparse = organisation == "TILED_SPARSE" or (organisation != "TILED_FULL" and _has_positions(ds))
     paths = [str(get(item, "OpticalPathIdentifier", k)) for k, item in enumerate(get(ds, "OpticalPathSequence", []) or [])]
     return Instance(
         path=path, ds=ds, pixel_tag_offset=tag_offset, transfer_syntax=transfer_syntax, kind=kind,
@@ -193,9 +194,14 @@ def read_instance(path: str) -> Instance | None:
     )
 
 
-def _has_positions(per_frame) -> bool:
+def _has_positions(ds) -> bool:
+    if "PerFrameFunctionalGroupsSequence" not in ds:
+        return False
+    fast = _raw_positions(ds)
+    if fast is not None:
+        return len(fast[0]) > 0
     try:
-        return first_item(per_frame[0], "PlanePositionSlideSequence") is not None
+        return first_item(ds.PerFrameFunctionalGroupsSequence[0], "PlanePositionSlideSequence") is not None
     except Exception:
         return False
 
@@ -348,15 +354,69 @@ def _full_positions(instance: Instance, concatenated_frames: int):
     return (t // cols) * instance.tile_shape[0], (t % cols) * instance.tile_shape[1], ids, np.round(np.asarray(z, dtype=np.float64), 3)
 
 
+# Elements of the per-frame functional groups, as they appear in little-endian bytes:
+# (group, element) then, in explicit VR, the VR and a 2-byte length, else a 4-byte length.
+_COLUMN, _ROW = b"\x48\x00\x1e\x02", b"\x48\x00\x1f\x02"
+_Z_OFFSET, _PATH_ID = b"\x40\x00\x4a\x07", b"\x48\x00\x06\x01"
+
+
+def _raw_positions(ds):
+    """Frame positions read straight from the raw bytes of the per-frame functional groups.
+
+    pydicom builds a Dataset per frame when the sequence is first touched: seconds for
+    the 10^4 - 10^5 frames of a real sparse slide. The four elements needed have fixed
+    encodings, so they are found by pattern in the raw value instead. Returns (rows,
+    columns, z strings or None, path ids or None), 1-based positions; None when the raw
+    value is not at hand or the counts do not add up (then pydicom reads it, slowly).
+    """
+    try:
+        raw = ds.get_item(0x52009230)
+    except Exception:
+        return None
+    value = getattr(raw, "value", None)
+    if type(raw).__name__ != "RawDataElement" or not isinstance(value, bytes) or not raw.is_little_endian:
+        return None
+    if raw.is_implicit_VR:
+        def fixed(tag):
+            return re.compile(re.escape(tag + b"\x04\x00\x00\x00") + b"(.{4})", re.S)
+
+        def text(tag):
+            return re.compile(re.escape(tag) + b"(.{4})", re.S), "<I"
+    else:
+        def fixed(tag):
+            return re.compile(re.escape(tag + b"SL\x04\x00") + b"(.{4})", re.S)
+
+        def text(tag):
+            vr = b"DS" if tag == _Z_OFFSET else b"SH"
+            return re.compile(re.escape(tag + vr) + b"(.{2})", re.S), "<H"
+
+    columns = b"".join(m.group(1) for m in fixed(_COLUMN).finditer(value))
+    rows = b"".join(m.group(1) for m in fixed(_ROW).finditer(value))
+    if len(columns) != len(rows):
+        return None
+    strings = []
+    for tag in (_Z_OFFSET, _PATH_ID):
+        pattern, length_format = text(tag)
+        found = []
+        for m in pattern.finditer(value):
+            (length,) = np.frombuffer(m.group(1), length_format)
+            found.append(value[m.end() : m.end() + int(length)].decode("ascii", "replace").strip(" \x00"))
+        strings.append(found)
+    return np.frombuffer(rows, "<i4").astype(np.int64), np.frombuffer(columns, "<i4").astype(np.int64), strings[0], strings[1]
+
+
 def _sparse_positions(instance: Instance):
     """TILED_SPARSE: each frame's position from its Plane Position (Slide) functional group."""
+    fast = _raw_positions(instance.ds)
+    n = instance.frame_count
+    if fast is not None and len(fast[0]) == n and len(fast[2]) in (0, n) and len(fast[3]) in (0, n):
+        return _positions_from_raw(instance, *fast)
     per_frame = get(instance.ds, "PerFrameFunctionalGroupsSequence") or []
     if len(per_frame) != instance.frame_count:
         raise CorruptSlideError(
             instance.path, f"frame count disagrees with the per-frame functional groups: they describe {len(per_frame)} frames, "
                            f"Number of Frames says {instance.frame_count}")
-    shared_path = get(first_item(instance.ds, "SharedFunctionalGroupsSequence", "OpticalPathIdentificationSequence"), "OpticalPathIdentifier")
-    default_path = str(shared_path) if shared_path is not None else (instance.optical_path_ids or ["0"])[0]
+    default_path = _default_path(instance)
     n = instance.frame_count
     i = np.empty(n, dtype=np.int64)
     j = np.empty(n, dtype=np.int64)
@@ -376,6 +436,24 @@ def _sparse_positions(instance: Instance):
         z[k] = number(get(position, "ZOffsetInSlideCoordinateSystem"), float, 0.0) or 0.0
         path_id = get(first_item(item, "OpticalPathIdentificationSequence"), "OpticalPathIdentifier")
         ids.append(str(path_id) if path_id is not None else default_path)
+    return i, j, ids, np.round(z, 3)
+
+
+def _default_path(instance: Instance) -> str:
+    shared = get(first_item(instance.ds, "SharedFunctionalGroupsSequence", "OpticalPathIdentificationSequence"), "OpticalPathIdentifier")
+    return str(shared) if shared is not None else (instance.optical_path_ids or ["0"])[0]
+
+
+def _positions_from_raw(instance: Instance, rows, columns, z_texts, path_ids):
+    i, j = rows - 1, columns - 1
+    th, tw = instance.tile_shape
+    off_grid = np.flatnonzero((i % th != 0) | (j % tw != 0))
+    if len(off_grid):
+        k = int(off_grid[0])
+        raise UnsupportedFormatError(
+            instance.path, f"TILED_SPARSE frame {k} at (i, j) = ({i[k]}, {j[k]}) is not on the {th} x {tw} frame grid")
+    z = np.array([number(t, float, 0.0) or 0.0 for t in z_texts], dtype=np.float64) if z_texts else np.zeros(len(i))
+    ids = [str(p) for p in path_ids] if path_ids else [_default_path(instance)] * len(i)
     return i, j, ids, np.round(z, 3)
 
 
