@@ -10,10 +10,9 @@ import pytest
 import tifffile
 
 import wsikit
+from conftest import real_slide
 from wsikit.backends.tiff import TiffBackend
 from wsikit.pixels import to_uint8
-
-from conftest import real_slide
 
 # -- writers -------------------------------------------------------------------------------
 
@@ -124,12 +123,16 @@ def ome_float32(tmp_path_factory):
     return path, data
 
 
-@pytest.fixture(scope="session")
-def qptiff_pyramid(tmp_path_factory):
+def make_qptiff_pyramid(folder) -> tuple[str, np.ndarray, list[str]]:
+    """A 4-channel uint8 QPTIFF, levels (256, 320), (128, 160), (64, 80): (path, channels, names)."""
     channels = np.random.default_rng(2).integers(0, 256, (4, 256, 320), dtype=np.uint8)
     names = ["DAPI", "Opal 520", "Opal 570", "Opal 690"]
-    path = write_qptiff(tmp_path_factory.mktemp("qptiff") / "synthetic.qptiff", channels, names)
-    return path, channels, names
+    return write_qptiff(folder / "synthetic.qptiff", channels, names), channels, names
+
+
+@pytest.fixture(scope="session")
+def qptiff_pyramid(tmp_path_factory):
+    return make_qptiff_pyramid(tmp_path_factory.mktemp("qptiff"))
 
 
 @pytest.fixture(params=["ome_uint16", "ome_float32"])
@@ -180,7 +183,7 @@ def test_ome_tiff_every_level_matches_the_source(ome_file):
     path, data = ome_file
     with wsikit.open_slide(path) as slide:
         assert isinstance(slide, TiffBackend)
-        t, z, c, h, w = data.shape
+        t, z, c = data.shape[:3]
         assert slide.sizes == (z, c, t) and slide.dtype == data.dtype
         for level in range(slide.level_count):
             source = as_5d(decimate(data, 2**level), "TZCYX")
@@ -195,7 +198,7 @@ def test_ome_tiff_every_level_matches_the_source(ome_file):
 
 
 def test_ome_tiff_pyramid_metadata(ome_uint16):
-    path, data = ome_uint16
+    path, _ = ome_uint16
     with wsikit.open_slide(path) as slide:
         assert slide.level_shapes == ((300, 400), (150, 200), (75, 100))
         assert slide.channel_names == OME_NAMES

@@ -121,8 +121,7 @@ class BioFormatsBackend(SlideBackend):
         except BackendUnavailableError as exc:
             raise BackendUnavailableError(self.path, exc.reason) from None
         self._java = self._call(self._open_reader)
-        reader = self._java
-        count = int(reader.getSeriesCount())
+        count = self._call(lambda: int(self._java.getSeriesCount()))
         self._series = [self._call(self._describe_series, s) for s in range(count)]
         if series is None:
             series = next((s.index for s in self._series if not s.thumbnail), 0)
@@ -175,7 +174,7 @@ class BioFormatsBackend(SlideBackend):
         samples = int(reader.getRGBChannelCount())
         sizes = (int(reader.getSizeZ()), int(reader.getEffectiveSizeC()) * samples, int(reader.getSizeT()))
         is_rgb = dtype == np.uint8 and samples in (3, 4) and sizes == (1, samples, 1)
-        name = _optional_str(lambda: self._ome.getImageName(index)) or ""
+        name = _optional_str(self._ome.getImageName, index) or ""
         return _Series(index, name, bool(reader.isThumbnailSeries()), tuple(shapes), tuple(tiles),
                        sizes, samples, dtype, is_rgb)
 
@@ -205,10 +204,8 @@ class BioFormatsBackend(SlideBackend):
         microns = jpype.JClass("ome.units.UNITS").MICROMETER
         mpp = []
         for getter in (ome.getPixelsPhysicalSizeY, ome.getPixelsPhysicalSizeX):
-            length = _optional(lambda: getter(s))
-            value = _optional(lambda: length.value(microns)) if length is not None else None
-            number = float(value.doubleValue()) if value is not None else 0.0
-            mpp.append(number if number > 0 and np.isfinite(number) else None)
+            length = _optional(getter, s)
+            mpp.append(_positive(_optional(length.value, microns)) if length is not None else None)
         if all(mpp):
             self._mpp = (mpp[0], mpp[1])
             props["wsikit.mpp-y"], props["wsikit.mpp-x"] = (repr(v) for v in self._mpp)
@@ -220,8 +217,8 @@ class BioFormatsBackend(SlideBackend):
         if main.is_rgb:
             return ["R", "G", "B"]
         c = main.sizes[1]
-        count = _optional(lambda: int(self._ome.getChannelCount(main.index))) or 0
-        names = [_optional_str(lambda k=k: self._ome.getChannelName(main.index, k)) for k in range(count)]
+        count = int(_optional(self._ome.getChannelCount, main.index) or 0)
+        names = [_optional_str(self._ome.getChannelName, main.index, k) for k in range(count)]
         if count == c:
             return [name or f"C{k}" for k, name in enumerate(names)]
         if count * main.samples == c:  # one named channel per RGB plane: number its samples
@@ -231,13 +228,11 @@ class BioFormatsBackend(SlideBackend):
 
     def _magnification(self, s: int) -> float | None:
         ome = self._ome
-        wanted = _optional_str(lambda: ome.getObjectiveSettingsID(s))
-        for i in range(_optional(lambda: int(ome.getInstrumentCount())) or 0):
-            for o in range(_optional(lambda: int(ome.getObjectiveCount(i))) or 0):
-                if wanted is None or _optional_str(lambda: ome.getObjectiveID(i, o)) == wanted:
-                    value = _optional(lambda: ome.getObjectiveNominalMagnification(i, o))
-                    number = float(value.doubleValue()) if value is not None else 0.0
-                    return number if number > 0 and np.isfinite(number) else None
+        wanted = _optional_str(ome.getObjectiveSettingsID, s)
+        for i in range(int(_optional(ome.getInstrumentCount) or 0)):
+            for o in range(int(_optional(ome.getObjectiveCount, i) or 0)):
+                if wanted is None or _optional_str(ome.getObjectiveID, i, o) == wanted:
+                    return _positive(_optional(ome.getObjectiveNominalMagnification, i, o))
         return None
 
     def _add_associated(self, main: _Series) -> None:
@@ -434,14 +429,23 @@ def _tile_shape(shape, optimal, pixel_bytes: int) -> tuple[int, int]:
     return th, tw
 
 
-def _optional(fn):
-    """``fn()``, or None when the metadata element is missing (OME getters then throw)."""
+def _optional(getter, *args):
+    """``getter(*args)``, or None when the metadata element is missing (OME getters then throw)."""
     try:
-        return fn()
-    except Exception:
+        return getter(*args)
+    except Exception:  # noqa: BLE001 - NullPointerException and friends: no such element
         return None
 
 
-def _optional_str(fn) -> str | None:
-    value = _optional(fn)
+def _optional_str(getter, *args) -> str | None:
+    value = _optional(getter, *args)
     return None if value is None else str(value)
+
+
+def _positive(number) -> float | None:
+    """A Java Number (or None) as a positive finite float, else None."""
+    try:
+        value = float(number.doubleValue()) if hasattr(number, "doubleValue") else float(number)
+    except (TypeError, ValueError):
+        return None
+    return value if value > 0 and np.isfinite(value) else None
