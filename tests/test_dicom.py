@@ -14,9 +14,8 @@ import warnings
 import numpy as np
 import pytest
 
-from conftest import real_slide
-
 import wsikit
+from conftest import real_slide
 from wsikit import CorruptSlideError, DICOMBackend
 
 SHAPE = (2638, 3236)

@@ -319,6 +319,5 @@ def test_unknown_option_and_bad_selection(written):
         DICOMBackend(source, colour="blue")
     with pytest.raises(ValueError, match="focal_plane"):
         DICOMBackend(source, focal_plane=3)
-    with DICOMBackend(source) as slide:
-        with pytest.raises(TypeError, match="unexpected arguments"):
-            slide.extract_region((0, 0), (4, 4), colour="blue")
+    with DICOMBackend(source) as slide, pytest.raises(TypeError, match="unexpected arguments"):
+        slide.extract_region((0, 0), (4, 4), colour="blue")

@@ -420,4 +420,4 @@ def _write_image(folder, stem, kind, planes, tile, syntax_name, common, uids, *,
     return written
 
 
-__all__ = ["write_dicom_series", "DicomSample", "TRANSFER_SYNTAXES", "label_image"]
+__all__ = ["TRANSFER_SYNTAXES", "DicomSample", "label_image", "write_dicom_series"]

@@ -24,16 +24,33 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import CorruptSlideError, SlideError, UnsupportedFormatError
+from ..errors import CorruptSlideError, SlideError
 from ..grid import as_int, as_pair
 from ..limits import check_allocation
 from ..reader import TileGrid
 from .base import SlideBackend
-from .dicom_codecs import (EXPLICIT_LITTLE, IMPLICIT_LITTLE, NATIVE, FrameShapeError, frame_decoder,
-                           guess_transfer_syntax, is_encapsulated)
+from .dicom_codecs import (
+    EXPLICIT_LITTLE,
+    IMPLICIT_LITTLE,
+    NATIVE,
+    FrameShapeError,
+    frame_decoder,
+    guess_transfer_syntax,
+    is_encapsulated,
+)
 from .dicom_frames import FrameIndex, frames_of, native_frames, offset_table, pixel_data_element
-from .dicom_series import (FramePositions, Instance, first_item, folder_files, frame_positions, gather_series, get,
-                           is_wsi_file, number, quiet)
+from .dicom_series import (
+    FramePositions,
+    Instance,
+    first_item,
+    folder_files,
+    frame_positions,
+    gather_series,
+    get,
+    is_wsi_file,
+    number,
+    quiet,
+)
 
 _ASSOCIATED_NAMES = {"THUMBNAIL": "thumbnail", "LABEL": "label", "OVERVIEW": "macro"}
 _PROPERTY_KEYWORDS = (

@@ -16,7 +16,7 @@ codestream where it speaks for itself, whatever the header says:
 from __future__ import annotations
 
 import struct
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -51,9 +51,9 @@ def guess_transfer_syntax(head: bytes) -> str | None:
     """The transfer syntax a frame's first bytes show, for files whose meta header lacks it."""
     if head.startswith(b"\xff\xd8\xff"):
         return "1.2.840.10008.1.2.4.50"
-    if head.startswith(b"\xff\x4f\xff\x51") or head.startswith(b"\x00\x00\x00\x0cjP  "):
+    if head.startswith((b"\xff\x4f\xff\x51", b"\x00\x00\x00\x0cjP  ")):
         return "1.2.840.10008.1.2.4.91"
-    if head.startswith(b"\xff\x0a") or head.startswith(b"\x00\x00\x00\x0cJXL "):
+    if head.startswith((b"\xff\x0a", b"\x00\x00\x00\x0cJXL ")):
         return "1.2.840.10008.1.2.4.110"
     return None
 
@@ -274,4 +274,4 @@ def _first_that_decodes(data, codecs) -> np.ndarray:
     raise error
 
 
-__all__ = ["frame_decoder", "guess_transfer_syntax", "is_encapsulated", "ybr_full_to_rgb", "FrameShapeError"]
+__all__ = ["FrameShapeError", "frame_decoder", "guess_transfer_syntax", "is_encapsulated", "ybr_full_to_rgb"]

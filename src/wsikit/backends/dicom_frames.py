@@ -277,6 +277,15 @@ def frames_of(path: str, fd: int, element: PixelDataElement, count: int, file_si
 
 
 __all__ = [
-    "PixelDataElement", "FrameIndex", "NativeFrames", "EncapsulatedFrames", "pixel_data_element", "native_frames",
-    "offset_table", "extended_table_frames", "basic_table_frames", "walked_frames", "frames_of",
+    "EncapsulatedFrames",
+    "FrameIndex",
+    "NativeFrames",
+    "PixelDataElement",
+    "basic_table_frames",
+    "extended_table_frames",
+    "frames_of",
+    "native_frames",
+    "offset_table",
+    "pixel_data_element",
+    "walked_frames",
 ]

@@ -378,17 +378,17 @@ def _raw_positions(ds):
         return None
     if raw.is_implicit_VR:
         def fixed(tag):
-            return re.compile(re.escape(tag + b"\x04\x00\x00\x00") + b"(.{4})", re.S)
+            return re.compile(re.escape(tag + b"\x04\x00\x00\x00") + b"(.{4})", re.DOTALL)
 
         def text(tag):
-            return re.compile(re.escape(tag) + b"(.{4})", re.S), "<I"
+            return re.compile(re.escape(tag) + b"(.{4})", re.DOTALL), "<I"
     else:
         def fixed(tag):
-            return re.compile(re.escape(tag + b"SL\x04\x00") + b"(.{4})", re.S)
+            return re.compile(re.escape(tag + b"SL\x04\x00") + b"(.{4})", re.DOTALL)
 
         def text(tag):
             vr = b"DS" if tag == _Z_OFFSET else b"SH"
-            return re.compile(re.escape(tag + vr) + b"(.{2})", re.S), "<H"
+            return re.compile(re.escape(tag + vr) + b"(.{2})", re.DOTALL), "<H"
 
     columns = b"".join(m.group(1) for m in fixed(_COLUMN).finditer(value))
     rows = b"".join(m.group(1) for m in fixed(_ROW).finditer(value))
@@ -457,5 +457,19 @@ def _positions_from_raw(instance: Instance, rows, columns, z_texts, path_ids):
     return i, j, ids, np.round(z, 3)
 
 
-__all__ = ["Instance", "FramePositions", "gather_series", "read_instance", "frame_positions", "image_kind",
-           "is_wsi_file", "is_wsi_header", "has_dicom_magic", "quiet", "folder_files", "get", "first_item", "number"]
+__all__ = [
+    "FramePositions",
+    "Instance",
+    "first_item",
+    "folder_files",
+    "frame_positions",
+    "gather_series",
+    "get",
+    "has_dicom_magic",
+    "image_kind",
+    "is_wsi_file",
+    "is_wsi_header",
+    "number",
+    "quiet",
+    "read_instance",
+]
