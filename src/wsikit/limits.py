@@ -64,3 +64,97 @@ def check_allocation(shape, itemsize: int, what: str, path=None) -> int:
             f"over the limit of {_max_bytes:,} bytes (set WSIKIT_MAX_BYTES or wsikit.set_max_bytes to change it)",
         )
     return nbytes
+
+
+# -- sizes that compressed tiles declare in their own headers -----------------------------
+# A codec allocates what the stream's header declares, not what the container says; a
+# crafted JPEG tile of a few hundred bytes can declare 65,500 x 65,500 pixels. These
+# headers are read here, before any decoder sees the data.
+JPEG_COMPRESSIONS = frozenset({6, 7})
+JPEG2000_COMPRESSIONS = frozenset({33003, 33004, 33005, 34712})
+_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_STANDALONE_MARKERS = frozenset(range(0xD0, 0xD9)) | {0x01}
+
+
+def jpeg_frame(data: bytes) -> tuple[int, int, int, int] | None:
+    """(rows, columns, components, bits) from a JPEG stream's frame header, or None.
+
+    None when the stream holds no frame header before its first scan (or is not JPEG).
+    """
+    n = len(data)
+    if n < 4 or data[0] != 0xFF or data[1] != 0xD8:
+        return None
+    k = 2
+    while k + 4 <= n:
+        if data[k] != 0xFF:
+            return None
+        marker = data[k + 1]
+        if marker == 0xFF:  # fill byte
+            k += 1
+            continue
+        if marker in _STANDALONE_MARKERS:
+            k += 2
+            continue
+        if marker == 0xDA:  # start of scan: no frame header came first
+            return None
+        length = int.from_bytes(data[k + 2 : k + 4], "big")
+        if marker in _SOF_MARKERS:
+            if k + 10 > n or length < 8:
+                return None
+            bits = data[k + 4]
+            rows = int.from_bytes(data[k + 5 : k + 7], "big")
+            cols = int.from_bytes(data[k + 7 : k + 9], "big")
+            return rows, cols, data[k + 9], bits
+        if length < 2:
+            return None
+        k += 2 + length
+    return None
+
+
+def j2k_frame(data: bytes) -> tuple[int, int, int, int] | None:
+    """(rows, columns, components, bits) from a JPEG 2000 codestream's SIZ marker, or None."""
+    start = 0
+    if data[:4] == b"\x00\x00\x00\x0c" and data[4:8] == b"jP  ":
+        start = data.find(b"jp2c")  # JP2 file: the codestream is in the jp2c box
+        if start < 0:
+            return None
+        start += 4
+    if data[start : start + 4] != b"\xff\x4f\xff\x51" or len(data) < start + 42:
+        return None
+    siz = start + 4
+    xsiz, ysiz, xosiz, yosiz = (int.from_bytes(data[siz + 4 + 4 * k : siz + 8 + 4 * k], "big") for k in range(4))
+    components = int.from_bytes(data[siz + 36 : siz + 38], "big")
+    bits = (data[siz + 38] & 0x7F) + 1 if len(data) > siz + 38 else 8
+    return max(0, ysiz - yosiz), max(0, xsiz - xosiz), components, bits
+
+
+def check_encoded_tile(data: bytes, compression: int, shape, *, path=None, what: str = "tile",
+                       exact: bool = True, tables: bytes | None = None) -> None:
+    """Refuse a JPEG or JPEG 2000 tile whose own header declares another size than ``shape``.
+
+    ``shape`` is the (rows, columns) the container says the tile has. A declared size
+    over the limit raises LimitError (a decompression bomb); any other disagreement is a
+    CorruptSlideError. With ``exact=False`` (a strip, whose last one may stop early) the
+    stream may hold fewer rows. Other compressions pass: their decoders are given the
+    output size. ``tables`` is a JPEGTables stream, searched when the tile has no frame.
+    """
+    from .errors import CorruptSlideError
+
+    compression = int(compression)
+    if compression in JPEG_COMPRESSIONS:
+        frame = jpeg_frame(data)
+        if frame is None and tables:
+            frame = jpeg_frame(tables)
+        kind = "JPEG"
+    elif compression in JPEG2000_COMPRESSIONS:
+        frame = j2k_frame(data)
+        kind = "JPEG 2000"
+    else:
+        return
+    if frame is None:
+        return  # nothing declared: the decoder fails on its own, bounded by the data
+    rows, cols, components, bits = frame
+    check_allocation((rows, cols, max(1, components)), 2 if bits > 8 else 1, f"{what} ({kind} header)", path)
+    h, w = int(shape[0]), int(shape[1])
+    if cols != w or not (rows == h or (not exact and 0 < rows < h)):
+        raise CorruptSlideError(path, f"{what}: its {kind} header declares {rows} x {cols} pixels, the file says {h} x {w}")

@@ -116,6 +116,9 @@ class SlideBackend(ABC):
             raise CorruptSlideError(self.path, f"cannot open as {self.name}: {type(exc).__name__}: {exc}") from exc
         if not self._level_shapes:
             raise CorruptSlideError(self.path, "the file holds no image")
+        if any(h < 1 or w < 1 for h, w in self._level_shapes):
+            self._safe_close()
+            raise CorruptSlideError(self.path, f"a level has no pixels: level shapes {self._level_shapes}")
         self._associated_view = _LazyImages(self._associated)
 
     # -- the part each backend writes ----------------------------------------------------
@@ -291,15 +294,25 @@ class SlideBackend(ABC):
 
     def _read_checked(self, level: int, location, size, **kwargs) -> np.ndarray:
         try:
-            return self._read_region(level, location[0], location[1], size[0], size[1], **kwargs)
-        except (SlideError, ValueError, TypeError):
+            array = self._read_region(level, location[0], location[1], size[0], size[1], **kwargs)
+        except SlideError:
             raise
         except MemoryError:
             raise CorruptSlideError(self.path, f"out of memory reading {size} at {location} of level {level}") from None
         except Exception as exc:
+            if kwargs and isinstance(exc, (TypeError, ValueError)):
+                raise  # most likely about the caller's backend-specific arguments
+            # Without such arguments it is the file: a library tripping over broken data.
             raise CorruptSlideError(
                 self.path, f"cannot read {size} at {location} of level {level}: {type(exc).__name__}: {exc}"
             ) from exc
+        # Backend arguments may change the trailing axes (e.g. series as channels), never (h, w).
+        shape = getattr(array, "shape", None)
+        expected = tuple(size) + (self._pixel_shape(False)[0] if not kwargs else tuple(shape[2:] if shape else ()))
+        if shape != expected:
+            raise CorruptSlideError(self.path, f"reading {size} at {location} of level {level} gave an array of shape "
+                                               f"{getattr(array, 'shape', None)}, not {expected}")
+        return array
 
     def read_regions(self, locations: Iterable, size, level: int | None = 0, *, workers: int | None = None,
                      normalize: bool = True, **kwargs) -> Iterator[np.ndarray]:

@@ -8,11 +8,20 @@ from __future__ import annotations
 
 import os
 import threading
+from contextlib import contextmanager
 
 import numpy as np
 
 from ..errors import CorruptSlideError, UnsupportedFormatError
+from ..limits import check_allocation, get_max_bytes
 from .base import SlideBackend
+
+
+# OpenSlide's own default tile cache size, shared by all handles of one backend.
+_CACHE_BYTES = 32 * 1024**2
+_MAX_IDLE_HANDLES = 16
+# Handles inherited by a forked child, kept alive so that no destructor closes them there.
+_INHERITED: list = []
 
 
 def _openslide():
@@ -39,9 +48,9 @@ class OpenSlideBackend(SlideBackend):
         openslide = _openslide()
         if openslide.OpenSlide.detect_format(self.path) is None:
             raise UnsupportedFormatError(self.path, "OpenSlide does not recognise this file")
-        self._lock = threading.Lock()
-        self._slide = self._new_handle()
-        slide = self._slide
+        self._start_pool()
+        slide = self._new_handle()
+        self._idle.append(slide)  # lent to reads once opening is done; closed with the rest
         self._level_shapes = [(int(h), int(w)) for w, h in slide.level_dimensions]
         self._downsamples = tuple(float(d) for d in slide.level_downsamples)
         self._properties = {str(k): str(v) for k, v in slide.properties.items()}
@@ -51,23 +60,76 @@ class OpenSlideBackend(SlideBackend):
             self._mpp = (mpp_y, mpp_x)
         self._objective_power = _positive(self._properties.get("openslide.objective-power"))
         self.channel_names = ["R", "G", "B"]
+        self._check_native_tiles()
+        self._unreadable = _unreadable_tiff_parts(self.path, self._properties, len(self._level_shapes))
         for name in slide.associated_images:
             self._associated[name] = lambda name=name: self._associated_image(name)
+
+    # -- handles -------------------------------------------------------------------------
+    # An OpenSlide handle refuses every read after its first error, and a read running
+    # on another thread at that moment fails with it. So each read borrows a handle that
+    # no other thread uses, and a handle that saw an error is closed, never lent again:
+    # one bad tile costs one reopen and cannot fail a good tile read next to it. The
+    # handles share one tile cache, so more threads do not mean more cache memory.
+    def _start_pool(self) -> None:
+        openslide = _openslide()
+        self._pool_lock = threading.Lock()
+        self._idle: list = []
+        self._cache = openslide.OpenSlideCache(_CACHE_BYTES) if hasattr(openslide, "OpenSlideCache") else None
 
     def _new_handle(self):
         openslide = _openslide()
         try:
-            return openslide.OpenSlide(self.path)
+            slide = openslide.OpenSlide(self.path)
         except openslide.OpenSlideUnsupportedFormatError as exc:
             raise UnsupportedFormatError(self.path, f"OpenSlide does not recognise this file: {exc}") from None
         except openslide.OpenSlideError as exc:
             raise CorruptSlideError(self.path, f"OpenSlide cannot open it: {exc}") from None
+        if self._cache is not None:
+            slide.set_cache(self._cache)
+        return slide
+
+    @contextmanager
+    def _borrowed(self):
+        with self._pool_lock:
+            slide = self._idle.pop() if self._idle else None
+        if slide is None:
+            slide = self._new_handle()
+        try:
+            yield slide
+        except BaseException:
+            _close_quietly(slide)
+            raise
+        with self._pool_lock:
+            if self._closed or len(self._idle) >= _MAX_IDLE_HANDLES:
+                keep = False
+            else:
+                self._idle.append(slide)
+                keep = True
+        if not keep:
+            _close_quietly(slide)
+
+    def _check_native_tiles(self) -> None:
+        # OpenSlide decodes whole native tiles and aborts the process when it cannot
+        # allocate one: refuse a file declaring tiles over the limit before any read.
+        for level in range(len(self._level_shapes)):
+            th = self._properties.get(f"openslide.level[{level}].tile-height")
+            tw = self._properties.get(f"openslide.level[{level}].tile-width")
+            if th is not None and tw is not None and th.isdigit() and tw.isdigit():
+                check_allocation((int(th), int(tw), 4), 1, f"native tile of level {level}", self.path)
 
     def _associated_image(self, name: str) -> np.ndarray:
+        h = self._properties.get(f"openslide.associated.{name}.height", "0")
+        w = self._properties.get(f"openslide.associated.{name}.width", "0")
+        if h.isdigit() and w.isdigit():
+            check_allocation((int(h), int(w), 4), 1, f"associated image {name!r}", self.path)
+        reason = self._unreadable.get(("associated", name))
+        if reason:
+            raise CorruptSlideError(self.path, f"associated image {name!r} cannot be read: {reason}")
         try:
-            image = self._slide.associated_images[name]
-        except Exception as exc:
-            self._recover()
+            with self._borrowed() as slide:
+                image = slide.associated_images[name]
+        except _openslide().OpenSlideError as exc:
             raise CorruptSlideError(self.path, f"associated image {name!r} cannot be read: {exc}") from None
         return np.ascontiguousarray(np.asarray(image.convert("RGB")))
 
@@ -81,35 +143,113 @@ class OpenSlideBackend(SlideBackend):
         ds = self._downsamples[level]
         # OpenSlide wants (x, y) at level 0 and (width, height).
         location0 = (int(round(j * ds)), int(round(i * ds)))
-        slide = self._slide
+        check_allocation((h, w, 4), 1, "region (RGBA, as OpenSlide reads it)", self.path)
+        self._refuse_unreadable_tiles(level, i, j, h, w)
         try:
-            image = slide.read_region(location0, level, (w, h))
+            with self._borrowed() as slide:
+                image = slide.read_region(location0, level, (w, h))
         except _openslide().OpenSlideError as exc:
-            # An OpenSlide handle refuses every read after its first error: reopen so
-            # that other regions stay readable.
-            self._recover(slide)
             raise CorruptSlideError(self.path, f"OpenSlide cannot read {(h, w)} at {(i, j)} of level {level}: {exc}") from None
         rgba = np.asarray(image)
         return rgba[:, :, :3]
 
-    def _recover(self, broken=None) -> None:
-        with self._lock:
-            if broken is not None and self._slide is not broken:
-                return  # another thread already reopened it
-            try:
-                self._slide = self._new_handle()
-            except Exception:
-                pass  # the next read reports the failure again
+    def _refuse_unreadable_tiles(self, level: int, i: int, j: int, h: int, w: int) -> None:
+        bad = self._unreadable.get(level)
+        if not bad:
+            return
+        (th, tw), tiles = bad
+        for ti in range(i // th, (i + h - 1) // th + 1):
+            for tj in range(j // tw, (j + w - 1) // tw + 1):
+                reason = tiles.get((ti, tj))
+                if reason:
+                    raise CorruptSlideError(self.path, f"native tile ({ti}, {tj}) of level {level} cannot be read: {reason}")
 
     def _close(self) -> None:
-        slide = getattr(self, "_slide", None)
-        if slide is not None:
-            slide.close()
+        with self._pool_lock:
+            idle, self._idle = self._idle, []
+        for slide in idle:
+            _close_quietly(slide)
 
     def _after_fork(self) -> None:
-        # OpenSlide keeps file handles and caches that a child must not share.
-        self._lock = threading.Lock()
-        self._slide = self._new_handle()
+        # Handles (file descriptors, caches, locks) inherited from the parent may have
+        # been in use by its threads at the fork: never touch them here, not even to
+        # close them; they stay referenced so that no destructor runs on them.
+        _INHERITED.append((self._idle, self._cache))
+        self._start_pool()
+
+
+def _unreadable_tiff_parts(path: str, properties: dict, levels: int) -> dict:
+    """Parts of a TIFF-based slide that OpenSlide must not be asked to read.
+
+    OpenSlide allocates a tile's byte count before reading it, and aborts the whole
+    process when that fails; a byte count running past the end of the file is a lie
+    that can only fail. Returns {level: ((tile h, tile w), {(ti, tj): reason})} and
+    {("associated", name): reason}. Empty for other files or when tifffile cannot
+    parse the file (OpenSlide then reads it as it likes).
+    """
+    from .tiff import has_tiff_magic
+    from .tiffcheck import ifd_chain_problem
+
+    if not has_tiff_magic(path) or ifd_chain_problem(path):
+        return {}
+    out: dict = {}
+    try:
+        import tifffile
+
+        size = os.path.getsize(path)
+        limit = get_max_bytes()
+        wanted = {}
+        for level in range(levels):
+            key = tuple(properties.get(f"openslide.level[{level}].{k}", "") for k in ("height", "width", "tile-height", "tile-width"))
+            if all(v.isdigit() for v in key):
+                wanted.setdefault(tuple(int(v) for v in key), level)
+        names = {}
+        for prop, value in properties.items():
+            if prop.startswith("openslide.associated.") and prop.endswith(".height"):
+                name = prop[len("openslide.associated."):-len(".height")]
+                width = properties.get(f"openslide.associated.{name}.width", "")
+                if value.isdigit() and width.isdigit():
+                    names.setdefault((int(value), int(width)), name)
+        with tifffile.TiffFile(path) as tif:
+            for page in tif.pages:
+                shape = (int(page.imagelength), int(page.imagewidth))
+                if page.is_tiled:
+                    tile = (int(page.tilelength), int(page.tilewidth))
+                    level = wanted.get(shape + tile)
+                    name = None
+                else:
+                    tile = (max(1, min(int(page.rowsperstrip or shape[0]), shape[0])), shape[1])
+                    level, name = None, names.get(shape)
+                if level is None and name is None:
+                    continue
+                cols = max(1, -(-shape[1] // tile[1]))
+                per_plane = max(1, -(-shape[0] // tile[0]) * cols)
+                bad = {}
+                for index, (offset, count) in enumerate(zip(page.dataoffsets, page.databytecounts)):
+                    offset, count = int(offset), int(count)
+                    if count and offset + count > size:
+                        reason = f"its {count:,} bytes at offset {offset:,} run past the end of the file ({size:,} bytes)"
+                    elif count > limit:
+                        reason = f"its {count:,} bytes are over the limit of {limit:,} bytes"
+                    else:
+                        continue
+                    bad.setdefault(divmod(index % per_plane, cols), reason)
+                if not bad:
+                    continue
+                if level is not None:
+                    out.setdefault(level, (tile, {}))[1].update(bad)
+                else:
+                    out[("associated", name)] = next(iter(bad.values()))
+    except Exception:
+        return out
+    return out
+
+
+def _close_quietly(slide) -> None:
+    try:
+        slide.close()
+    except Exception:
+        pass
 
 
 def _positive(value) -> float | None:

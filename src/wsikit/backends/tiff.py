@@ -13,10 +13,11 @@ import re
 import imagecodecs
 import numpy as np
 
-from ..errors import CorruptSlideError, UnsupportedFormatError
-from ..limits import check_allocation
+from ..errors import CorruptSlideError, SlideError, UnsupportedFormatError
+from ..limits import check_allocation, check_encoded_tile
 from ..reader import TileGrid
 from .base import SlideBackend
+from .tiffcheck import ifd_chain_problem
 from .tiff_planes import UnsupportedLayout, plane_layout
 
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
@@ -53,6 +54,8 @@ class TiffBackend(SlideBackend):
     def can_read(cls, path: str) -> bool:
         if not os.path.isfile(path) or not has_tiff_magic(path):
             return False
+        if ifd_chain_problem(path):
+            return True  # a TIFF, broken: _open says how
         try:
             import tifffile
 
@@ -83,6 +86,9 @@ class TiffBackend(SlideBackend):
 
         if not has_tiff_magic(self.path):
             raise UnsupportedFormatError(self.path, "not a TIFF file")
+        problem = ifd_chain_problem(self.path)
+        if problem:
+            raise CorruptSlideError(self.path, problem)
         self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
         self._tif = tifffile.TiffFile(self.path)
         try:
@@ -327,9 +333,15 @@ class TiffBackend(SlideBackend):
         if count == 0 or offset == 0:
             # No data stored for this tile: tifffile and libtiff read it as empty (zero).
             return np.zeros(tile_shape + (samples,), dtype=page.dtype)
+        # A lying byte count must not size the read buffer: check it against the file first.
+        if offset + count > os.fstat(self._fd).st_size:
+            raise CorruptSlideError(self.path, f"tile/strip {index} ends past the end of the file (offset {offset}, {count} bytes)")
+        check_allocation((count,), 1, f"tile/strip {index} data", self.path)
         data = os.pread(self._fd, count, offset)
         if len(data) != count:
             raise CorruptSlideError(self.path, f"tile/strip {index} ends past the end of the file (offset {offset}, {count} bytes)")
+        check_encoded_tile(data, page.compression, tile_shape, path=self.path, what=f"tile/strip {index}",
+                           exact=page.is_tiled, tables=page.jpegheader)
         if jpeg is not None:
             try:
                 # libjpeg-turbo with the arguments tifffile would pass, without its wrapper.
@@ -351,6 +363,8 @@ class TiffBackend(SlideBackend):
             raise TypeError(f"unexpected arguments for TiffBackend.extract_region: {', '.join(kwargs)}")
         try:
             return self._reader.read(self._grids[level], i, j, i + h, j + w)
+        except SlideError:  # a LimitError is a ValueError too: keep it as it is
+            raise
         except ValueError as exc:
             raise CorruptSlideError(self.path, str(exc)) from None
 
