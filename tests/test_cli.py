@@ -29,7 +29,7 @@ def wsikit_command() -> list[str]:
 
 
 def run(*args, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run(wsikit_command() + [str(a) for a in args], capture_output=True, text=True, timeout=300, cwd=cwd)
+    return subprocess.run(wsikit_command() + [str(a) for a in args], check=False, capture_output=True, text=True, timeout=300, cwd=cwd)
 
 
 def test_entry_point_is_declared():

@@ -74,7 +74,7 @@ def test_local_cluster_of_two_processes_writes_the_same_bytes(local_run, slides,
     out, local_results = local_run
     reference = tree_bytes(out)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None, silence_logs=logging.ERROR) as cluster:
+                      dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR) as cluster:
         with Client(cluster) as client:
             pids = set(client.run(os.getpid).values())
             assert len(pids) == 2 and os.getpid() not in pids

@@ -8,11 +8,10 @@ import tifffile
 from scipy import ndimage
 
 import wsikit
+from conftest import real_slide
 from wsikit.pixels import resample_area
 from wsikit.sample import tissue_texture, write_sample_svs
 from wsikit.tissue import TissueMask, otsu_threshold, tissue_mask
-
-from conftest import real_slide
 
 
 def plain_otsu(values: np.ndarray) -> float:
@@ -137,7 +136,7 @@ def test_real_fluorescence_slide_finds_the_tissue_disc():
         mask = tissue_mask(slide)
     # A disc of tissue on a dark background: neither empty nor everything.
     assert 0.15 < mask.tissue_fraction < 0.85
-    labels, n = ndimage.label(mask.mask)
+    labels, _ = ndimage.label(mask.mask)
     assert np.bincount(labels.ravel())[1:].max() > 0.9 * mask.mask.sum()
 
 

@@ -148,8 +148,8 @@ def _fraction(text: str) -> float:
 
 
 def _plan_kwargs(args) -> dict:
-    return dict(shape=args.shape, stride=args.stride, pad=args.pad, level=args.level or 0, mpp=args.mpp,
-                magnification=args.magnification, min_tissue=args.min_tissue)
+    return {"shape": args.shape, "stride": args.stride, "pad": args.pad, "level": args.level or 0, "mpp": args.mpp,
+            "magnification": args.magnification, "min_tissue": args.min_tissue}
 
 
 def _error(message: str) -> None:

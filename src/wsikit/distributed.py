@@ -16,7 +16,7 @@ the options, never on who ran them.
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 from .sinks import SlideJob, SlideResult, plan_part, write_part
 
@@ -81,8 +81,10 @@ def _run_dask(jobs, *, workers, scheduler, retries, progress, on_result) -> list
         client = Client(scheduler)
     else:
         workers = as_int(workers, "workers", minimum=1)
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None, silence_logs=logging.ERROR)
+        # Loopback only; the scheduler's HTTP endpoint on a free port (it would take 8787,
+        # or warn when another cluster has it).
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                               dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR)
         client = Client(cluster)
     try:
         futures = {}

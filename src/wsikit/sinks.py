@@ -97,8 +97,8 @@ class TileOptions:
             raise TypeError(f"pad must be True or False, got {self.pad!r}")
 
     def plan_kwargs(self) -> dict:
-        return dict(shape=self.shape, stride=self.stride, pad=self.pad, level=self.level or 0,
-                    mpp=self.mpp, magnification=self.magnification, min_tissue=self.min_tissue)
+        return {"shape": self.shape, "stride": self.stride, "pad": self.pad, "level": self.level or 0,
+                "mpp": self.mpp, "magnification": self.magnification, "min_tissue": self.min_tissue}
 
     def as_json(self) -> dict:
         out = asdict(self)

@@ -70,7 +70,7 @@ class TissueMask:
         object.__setattr__(self, "scale", (si, sj))
 
     @classmethod
-    def from_array(cls, mask, slide_shape) -> "TissueMask":
+    def from_array(cls, mask, slide_shape) -> TissueMask:
         """A mask given by the caller, covering a level 0 of ``slide_shape`` (h, w) pixels."""
         mask = np.asarray(mask)
         if mask.ndim != 2 or mask.size == 0:
