@@ -321,3 +321,35 @@ def test_unknown_option_and_bad_selection(written):
         DICOMBackend(source, focal_plane=3)
     with DICOMBackend(source) as slide, pytest.raises(TypeError, match="unexpected arguments"):
         slide.extract_region((0, 0), (4, 4), colour="blue")
+
+
+def test_broken_level_in_a_series_is_reported(tmp_path):
+    import shutil
+
+    sample = write_dicom_series(tmp_path / "series", shape=SHAPE, tile=128, factors=(2,), transfer_syntax="explicit")
+    folder = tmp_path / "broken"
+    shutil.copytree(sample.folder, folder)
+    level1 = folder / "level1.dcm"
+    data = level1.read_bytes()
+    level1.write_bytes(data[: len(data) // 2])
+    for path in (folder, folder / "level0.dcm"):
+        with pytest.raises(CorruptSlideError, match="truncated") as info:
+            DICOMBackend(path)
+        assert info.value.path.endswith("level1.dcm")
+
+
+def test_broken_label_is_left_out(tmp_path):
+    import shutil
+
+    import pydicom
+
+    sample = write_dicom_series(tmp_path / "series", shape=SHAPE, tile=128, factors=(), transfer_syntax="explicit")
+    folder = tmp_path / "broken"
+    shutil.copytree(sample.folder, folder)
+    label = pydicom.dcmread(folder / "label.dcm")
+    label.NumberOfFrames = 2  # a label of two frames with one frame's data
+    label.save_as(folder / "label.dcm")
+    with DICOMBackend(folder) as slide:
+        assert sorted(slide.associated_images) == ["macro", "thumbnail"]
+        assert "frame count" in slide.properties["dicom.unreadable.label"]
+        np.testing.assert_array_equal(slide.extract_region((0, 0), SHAPE), sample.levels[0])

@@ -143,11 +143,20 @@ class Instance:
         return -(-h // th), -(-w // tw)
 
 
-def read_instance(path: str) -> Instance | None:
-    """The instance a file holds, or None when it is not a whole-slide image."""
+def read_header(path: str):
+    """(dataset without pixels, byte where the pixel data element starts); parsed, not checked."""
     with open(path, "rb") as f:
         ds = _quiet_read(f, stop_before_pixels=True)
-        tag_offset = f.tell()
+        return ds, f.tell()
+
+
+def read_instance(path: str, header=None) -> Instance | None:
+    """The instance a file holds, or None when it is not a whole-slide image.
+
+    Raises CorruptSlideError / UnsupportedFormatError for a whole-slide image whose header
+    cannot describe a readable image.
+    """
+    ds, tag_offset = read_header(path) if header is None else header
     if not is_wsi_header(ds):
         return None
     meta = getattr(ds, "file_meta", None)
@@ -221,44 +230,69 @@ def image_kind(ds) -> str:
 
 
 def gather_series(path: str, whole_series: bool = True) -> list[Instance]:
-    """The whole-slide instances of the series at ``path`` (a folder, or any file of it)."""
+    """The whole-slide instances of the series at ``path`` (a folder, or any file of it).
+
+    In a folder of several series the one with the largest VOLUME image is read. A
+    VOLUME instance of the series that cannot be read makes the slide corrupt (silently
+    dropping it would shift the levels); a broken label or overview is left out.
+    """
     if os.path.isdir(path):
-        candidates, wanted = folder_files(path), None
+        headers = _wsi_headers(folder_files(path))
+        if not headers:
+            raise UnsupportedFormatError(path, "no DICOM whole-slide image found in the folder")
+        by_series: dict[str, list[str]] = {}
+        for candidate, (ds, _) in headers.items():
+            by_series.setdefault(str(get(ds, "SeriesInstanceUID", "")), []).append(candidate)
+        members = max(by_series.values(), key=lambda paths: max(_header_area(headers[p][0]) for p in paths))
     else:
-        first = read_instance(path)
-        if first is None:
+        header = read_header(path)
+        if not is_wsi_header(header[0]):
             raise UnsupportedFormatError(path, "not a DICOM whole-slide image (no WSI SOP class, no total pixel matrix)")
-        if not whole_series:
-            return [first]
-        wanted = str(get(first.ds, "SeriesInstanceUID", ""))
-        siblings = [p for p in folder_files(os.path.dirname(os.path.abspath(path)) or ".") if not _same_file(p, path)]
-        candidates = [path] + siblings
+        headers = {path: header}
+        members = [path]
+        if whole_series:
+            wanted = str(get(header[0], "SeriesInstanceUID", ""))
+            siblings = [p for p in folder_files(os.path.dirname(os.path.abspath(path)) or ".") if not _same_file(p, path)]
+            for sibling, sibling_header in _wsi_headers(siblings).items():
+                if str(get(sibling_header[0], "SeriesInstanceUID", "")) == wanted:
+                    headers[sibling] = sibling_header
+                    members.append(sibling)
     instances: list[Instance] = []
     seen: set[str] = set()
-    for candidate in candidates:
-        if wanted is not None and candidate != path and str(_series_uid(candidate)) != wanted:
-            continue
+    for member in members:
+        ds = headers[member][0]
         try:
-            instance = first if wanted is not None and candidate == path else read_instance(candidate)
-        except (UnsupportedFormatError, CorruptSlideError):
-            if wanted is not None and candidate == path:
-                raise
-            if wanted is None and len(candidates) == 1:
-                raise
-            continue  # a broken sibling must not hide the readable ones
-        except Exception:
-            if wanted is None and len(candidates) == 1:
+            instance = read_instance(member, headers[member])
+        except (CorruptSlideError, UnsupportedFormatError):
+            if image_kind(ds) == "VOLUME" or member == path:
                 raise
             continue
         if instance is None or instance.uid in seen:
-            continue
+            continue  # the same instance twice (a copy) counts once
         seen.add(instance.uid)
         instances.append(instance)
-    if not instances:
-        raise UnsupportedFormatError(path, "no DICOM whole-slide image found")
-    if wanted is None:
-        instances = _main_series(instances)
     return instances
+
+
+def _wsi_headers(paths: list[str]) -> dict:
+    """path -> header of the files that parse as whole-slide image headers."""
+    headers = {}
+    for candidate in paths:
+        try:
+            header = read_header(candidate)
+        except Exception:  # not parseable as DICOM: not part of any series
+            continue
+        if is_wsi_header(header[0]):
+            headers[candidate] = header
+    return headers
+
+
+def _header_area(ds) -> int:
+    if image_kind(ds) != "VOLUME":
+        return 0
+    rows = number(get(ds, "TotalPixelMatrixRows"), int, 0) or 0
+    cols = number(get(ds, "TotalPixelMatrixColumns"), int, 0) or 0
+    return rows * cols
 
 
 def _same_file(a: str, b: str) -> bool:
@@ -266,27 +300,6 @@ def _same_file(a: str, b: str) -> bool:
         return os.path.samefile(a, b)
     except OSError:
         return False
-
-
-def _series_uid(path: str) -> str | None:
-    try:
-        return str(get(_quiet_read(path, stop_before_pixels=True, specific_tags=["SeriesInstanceUID"]), "SeriesInstanceUID", ""))
-    except Exception:
-        return None
-
-
-def _main_series(instances: list[Instance]) -> list[Instance]:
-    """In a folder of several series, the one with the largest VOLUME image."""
-    by_series: dict[str, list[Instance]] = {}
-    for instance in instances:
-        by_series.setdefault(str(get(instance.ds, "SeriesInstanceUID", "")), []).append(instance)
-    if len(by_series) == 1:
-        return instances
-
-    def size(group):
-        return max((i.shape[0] * i.shape[1] for i in group if i.kind == "VOLUME"), default=0)
-
-    return max(by_series.values(), key=size)
 
 
 # -- frame positions -----------------------------------------------------------------------
@@ -471,5 +484,6 @@ __all__ = [
     "is_wsi_header",
     "number",
     "quiet",
+    "read_header",
     "read_instance",
 ]
