@@ -318,3 +318,35 @@ def test_sparse_positions_from_raw_bytes_equal_pydicoms(series, syntax):
     for a, b in zip(fast, slow):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert sorted(set(fast[3].tolist())) == [0.0, 1.5]
+
+
+def test_optical_paths(series, tmp_path):
+    """A TILED_FULL file of two optical paths (the two planes relabelled as paths A and B)."""
+    import copy
+
+    import pydicom
+
+    planes = [tissue_texture(SHAPE, 11), tissue_texture(SHAPE, 12)]
+    sample = series(transfer_syntax="jpeg-lossless", image=planes, factors=())
+    ds = pydicom.dcmread(sample.level_files[0])
+    ds.TotalPixelMatrixFocalPlanes = 1
+    ds.NumberOfOpticalPaths = 2
+    second = copy.deepcopy(ds.OpticalPathSequence[0])
+    ds.OpticalPathSequence[0].OpticalPathIdentifier = "A"
+    second.OpticalPathIdentifier = "B"
+    ds.OpticalPathSequence.append(second)
+    del ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].SpacingBetweenSlices
+    path = tmp_path / "paths.dcm"
+    ds.save_as(path)
+    with DICOMBackend(path) as slide:
+        assert slide.optical_paths == ["A", "B"]
+        assert slide.focal_planes == [0.0]
+        assert slide.properties["dicom.optical-paths"] == "A, B"
+        np.testing.assert_array_equal(read_level(slide, 0), planes[0])
+        np.testing.assert_array_equal(read_level(slide, 0, optical_path="B"), planes[1])
+        np.testing.assert_array_equal(read_level(slide, 0, optical_path=1), planes[1])
+        assert slide.frame_index((128, 0)) == 4
+        assert slide.frame_coords(16) == (128, 0)
+    with DICOMBackend(path, optical_path="B") as slide:
+        np.testing.assert_array_equal(read_level(slide, 0), planes[1])
+        assert slide.frame_index((128, 0)) == 16
