@@ -92,6 +92,8 @@ class TileOptions:
             raise ValueError("pass at most one of level, mpp and magnification")
         if self.level is not None:
             object.__setattr__(self, "level", as_int(self.level, "level", minimum=0))
+        elif self.mpp is None and self.magnification is None:
+            object.__setattr__(self, "level", 0)  # the default, spelled out so job records compare equal
         as_int(self.jpeg_quality, "jpeg_quality", minimum=1)
         if not isinstance(self.pad, bool):
             raise TypeError(f"pad must be True or False, got {self.pad!r}")
@@ -303,7 +305,7 @@ def write_part(part: SlidePart, progress=None) -> SlideResult:
         if existing is None:
             _write_atomic(os.path.join(folder, JOB_FILE), _json_bytes(record))
         if options.format == "zarr":
-            writer = _ZarrWriter(folder, plan, pixel, _slide_attributes(slide, options, pixel))
+            writer = _ZarrWriter(folder, len(plan), options.shape, pixel, _slide_attributes(slide, options, pixel))
         else:
             writer = _ImageWriter(folder, options)
         todo = [k for k in range(len(plan)) if not writer.has(k, plan[k])]
@@ -466,13 +468,13 @@ class _ZarrWriter:
     """Chunk k of the array ``tiles`` is tile k; Zarr (>= 3.1.3) writes each chunk file to a
     temporary name and renames it, so a chunk file that exists is whole."""
 
-    def __init__(self, folder: str, plan, pixel, attributes: dict):
+    def __init__(self, folder: str, n: int, tile_shape, pixel, attributes: dict):
         import zarr
 
         self.path = os.path.join(folder, ZARR_STORE)
-        h, w = plan[0].shape if plan else (1, 1)
+        h, w = tile_shape
         channels, dtype = pixel
-        shape = (len(plan), h, w, channels)
+        shape = (n, h, w, channels)
         if not os.path.isdir(self.path):
             # Build the metadata aside and rename it into place: the store exists whole or not at all.
             tmp = os.path.join(folder, f"{_TMP_PREFIX}{uuid.uuid4().hex}")
