@@ -403,6 +403,12 @@ class DICOMBackend(SlideBackend):
         h, w = array.shape[:2]
         if h > th or w > tw:
             raise CorruptSlideError(path, f"frame {local} decodes to {h} x {w} pixels, larger than the header's {th} x {tw}")
+        samples = 3 if pixel_shape == (3,) else pixel_shape[1]
+        if array.shape[2] != samples:
+            if samples == 3 and array.shape[2] == 1:  # a grayscale frame in a colour image
+                array = np.repeat(array, 3, axis=2)
+            else:
+                raise CorruptSlideError(path, f"frame {local} decodes to {array.shape[2]} samples per pixel, the header says {samples}")
         if pixel_shape != (3,):
             array = array.reshape((h, w) + pixel_shape)
         if (h, w) != (th, tw):  # a frame smaller than the header says: pad it
