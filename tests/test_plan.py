@@ -77,6 +77,15 @@ def test_mpp_at_a_level_resolution_reads_that_level_directly(slide):
     assert make_plan(slide, 8, mpp=8.0)[0].level == 2
 
 
+def test_tiles_carry_the_mpp_asked_for():
+    from conftest import real_slide
+
+    with wsikit.open_slide(real_slide("small_HE.svs")) as s:  # 0.499 mpp
+        plan = make_plan(s, 256, mpp=1.0)
+        assert plan and all(spec.mpp == (1.0, 1.0) for spec in plan)
+        assert plan[1].coords0 == (0, round(256 / 0.499))
+
+
 def test_magnification_uses_the_objective_power(slide):
     by_mag = make_plan(slide, 128, magnification=20)
     by_mpp = make_plan(slide, 128, mpp=0.5)

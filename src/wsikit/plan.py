@@ -108,10 +108,12 @@ def make_plan(slide, shape=3000, stride=None, pad=False, level=0, *, mpp=None, m
         if min_tissue is not None:
             keep = tissue >= min_tissue
             locations, tissue = locations[keep], tissue[keep]
-    return _specs(slide, locations, shape, scale, read_level, tissue)
+    # The mpp asked for is the tiles' mpp, exactly (not the product of two rounded ratios).
+    tile_mpp = _positive_pair(mpp, "mpp") if mpp is not None else None
+    return _specs(slide, locations, shape, scale, read_level, tissue, tile_mpp)
 
 
-def _specs(slide, locations: np.ndarray, shape, scale, level: int, tissue) -> list[TileSpec]:
+def _specs(slide, locations: np.ndarray, shape, scale, level: int, tissue, tile_mpp=None) -> list[TileSpec]:
     si, sj = scale
     li, lj = slide.level_scale(level)
     ri, rj = si / li, sj / lj  # level pixels per frame pixel
@@ -125,7 +127,7 @@ def _specs(slide, locations: np.ndarray, shape, scale, level: int, tissue) -> li
         end_j = np.maximum(np.rint((j + shape[1]) * rj), read_j + 1)
     i0, j0 = np.rint(i * si), np.rint(j * sj)
     mpp0 = slide.mpp
-    mpp = None if mpp0 is None else (float(mpp0[0] * si), float(mpp0[1] * sj))
+    mpp = tile_mpp if tile_mpp is not None or mpp0 is None else (float(mpp0[0] * si), float(mpp0[1] * sj))
     columns = zip(i.tolist(), j.tolist(), read_i.astype(np.int64).tolist(), read_j.astype(np.int64).tolist(),
                   (end_i - read_i).astype(np.int64).tolist(), (end_j - read_j).astype(np.int64).tolist(),
                   i0.astype(np.int64).tolist(), j0.astype(np.int64).tolist(),
