@@ -313,3 +313,13 @@ def test_dicom_series_parallel_equals_sequential(tmp_path):
                     np.testing.assert_array_equal(a.image, b.image)
                     if sample.lossless:
                         np.testing.assert_array_equal(a.image, _expected(expected, *a.coords, *a.image.shape[:2]))
+
+
+def test_two_tilings_of_one_slide_consumed_in_turns(svs):
+    path, levels = svs
+    with wsikit.open_slide(path) as slide:
+        a = slide.generate_tiles(shape=100, workers=2)
+        b = slide.generate_tiles(shape=100, stride=50, workers=2)
+        for x, y in zip(a, b):
+            for tile in (x, y):
+                np.testing.assert_array_equal(tile.image, _expected(levels[0], *tile.coords, 100, 100))

@@ -182,7 +182,7 @@ def test_discard_drops_a_value_and_a_pending_keep():
     assert value is None and owner
     cache.discard("b")  # while it is being decoded
     cache._store("b", pending, np.ones(4))
-    assert "b" not in cache and pending.future.result().tolist() == [1, 1, 1, 1]
+    assert "b" not in cache and pending.result().tolist() == [1, 1, 1, 1]
 
 
 # -- TiledReader.read -------------------------------------------------------------------
@@ -419,3 +419,27 @@ def test_a_native_tile_of_the_wrong_pixel_type_is_an_error(image):
                 TiledReader().read(grid, *box)
             [(_, value, error)] = TiledReader().stream([box], lambda b: (grid,) + b, lambda b, a: a, workers=2)
             assert value is None and isinstance(error, ValueError)
+
+
+def test_two_streams_of_one_reader_consumed_in_turns_by_one_thread(image):
+    # Each stream may queue a decode the other waits for: neither may wait for the other's
+    # consumer to come back.
+    source = CountingGrid(image, (32, 32))
+    reader = TiledReader()
+    boxes = [(i, j, i + 20, j + 20) for i in range(0, 180, 15) for j in range(0, 290, 15)]
+    a = _stream(reader, source, boxes, workers=2)
+    b = _stream(reader, source, list(reversed(boxes)), workers=2)
+    for (box_a, value_a, _), (box_b, value_b, _) in zip(a, b):
+        np.testing.assert_array_equal(value_a, image[box_a[0] : box_a[2], box_a[1] : box_a[3]])
+        np.testing.assert_array_equal(value_b, image[box_b[0] : box_b[2], box_b[1] : box_b[3]])
+
+
+def test_a_waiting_cache_reader_runs_a_decode_nobody_started(image):
+    source = CountingGrid(image, (32, 32))
+    cache = TileCache()
+    _, pending, owner = cache._claim(("img", 0, 0), True, (source.grid, 0, 0))
+    assert owner and not pending.started
+    # nobody runs the queued decode: get() must not wait forever
+    value = cache.get(("img", 0, 0), lambda: pytest.fail("the queued decode is the one to run"))
+    np.testing.assert_array_equal(value, image[:32, :32])
+    assert source.calls == {(0, 0): 1}

@@ -63,13 +63,27 @@ class TileGrid:
 
 
 class _Pending:
-    """A native tile being decoded: the future its users wait on, and whether to cache it."""
+    """A native tile being decoded: its result when done, who waits for it, whether to cache it.
 
-    __slots__ = ("future", "keep")
+    Guarded by the cache's lock; waiters register a callback or (rarely) block on an event.
+    """
 
-    def __init__(self, keep: bool):
-        self.future: Future = Future()
+    __slots__ = ("keep", "job", "started", "done", "value", "error", "callbacks", "event")
+
+    def __init__(self, keep: bool, job=None):
         self.keep = keep
+        self.job = job  # (grid, ti, tj) when any thread may run the decode, else None
+        self.started = job is None
+        self.done = False
+        self.value = None
+        self.error = None
+        self.callbacks = None
+        self.event = None
+
+    def result(self) -> np.ndarray:
+        if self.error is not None:
+            raise self.error
+        return self.value
 
 
 class TileCache:
@@ -109,7 +123,7 @@ class TileCache:
         if value is not None:
             return value
         if not owner:
-            return pending.future.result()
+            return self._wait(pending)
         try:
             value = make()
         except BaseException as exc:
@@ -129,8 +143,11 @@ class TileCache:
                 pending.keep = False
 
     # -- the parts of a request, also used by TiledReader.stream -------------------------
-    def _claim(self, key: Hashable, keep: bool):
-        """(value, pending, owner): the cached value; or the decode to wait for / to do."""
+    def _claim(self, key: Hashable, keep: bool, job=None):
+        """(value, pending, owner): the cached value; or the decode to wait for / to do.
+
+        With ``job`` = (grid, ti, tj) the decode is left for any thread to :meth:`_run`.
+        """
         with self._lock:
             value = self._items.get(key)
             if value is not None:
@@ -140,8 +157,44 @@ class TileCache:
             if pending is not None:
                 pending.keep = pending.keep or keep
                 return None, pending, False
-            pending = self._pending[key] = _Pending(keep)
+            pending = self._pending[key] = _Pending(keep, job)
             return None, pending, True
+
+    def _run(self, key: Hashable, pending: _Pending) -> None:
+        """Decode a pending tile left for any thread, unless some thread already started it."""
+        with self._lock:
+            if pending.started:
+                return
+            pending.started = True
+        grid, ti, tj = pending.job
+        try:
+            value = grid.decode(ti, tj)
+        except BaseException as exc:  # every waiter gets it; a worker thread lives on
+            self._fail(key, pending, exc)
+            return
+        self._store(key, pending, value)
+
+    def _wait(self, pending: _Pending) -> np.ndarray:
+        with self._lock:
+            event = None
+            if not pending.done:
+                event = pending.event = pending.event or threading.Event()
+        if event is not None:
+            if pending.job is not None:
+                self._run((pending.job[0].key,) + pending.job[1:], pending)  # nobody started it: do it here
+            event.wait()
+        return pending.result()
+
+    def _when_done(self, pending: _Pending, callback) -> bool:
+        """Call ``callback()`` once ``pending`` is done; False (and no call) when it already is."""
+        with self._lock:
+            if pending.done:
+                return False
+            if pending.callbacks is None:
+                pending.callbacks = [callback]
+            else:
+                pending.callbacks.append(callback)
+            return True
 
     def _store(self, key: Hashable, pending: _Pending, value: np.ndarray) -> np.ndarray:
         value.setflags(write=False)  # shared between callers: nobody may modify it
@@ -154,14 +207,27 @@ class TileCache:
                 while self._bytes > self.max_bytes:
                     _, old = self._items.popitem(last=False)
                     self._bytes -= old.nbytes
-        pending.future.set_result(value)
+            pending.value = value
+            pending.done = True
+        self._notify(pending)
         return value
 
     def _fail(self, key: Hashable, pending: _Pending, exc: BaseException) -> None:
         with self._lock:
             if self._pending.get(key) is pending:
                 del self._pending[key]
-        pending.future.set_exception(exc)
+            pending.error = exc
+            pending.done = True
+        self._notify(pending)
+
+    @staticmethod
+    def _notify(pending: _Pending) -> None:
+        # After done is set under the lock nobody adds a callback or an event: no lock here.
+        if pending.event is not None:
+            pending.event.set()
+        if pending.callbacks is not None:
+            for callback in pending.callbacks:
+                callback()
 
 
 class _Inline:
@@ -175,7 +241,7 @@ class _Inline:
 
 
 class _Workers:
-    """A minimal thread pool: tasks resolve their own futures, so a queue is all it needs."""
+    """A minimal thread pool: tasks resolve their own results, so a queue is all it needs."""
 
     def __init__(self, count: int):
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
@@ -197,19 +263,43 @@ class _Workers:
 
     def shutdown(self) -> None:
         # Work already queued still runs (at most the look-ahead's native tiles), so that
-        # every future a reader of the shared cache may wait on is resolved.
+        # every decode a reader of the shared cache may wait on is resolved.
         for _ in self._threads:
             self._queue.put(None)
         for thread in self._threads:
             thread.join()
 
 
+class _Signal:
+    """Where a stream's consumer waits for the region at the head of its window."""
+
+    __slots__ = ("condition", "waiting_for")
+
+    def __init__(self):
+        self.condition = threading.Condition(threading.Lock())
+        self.waiting_for = None
+
+    def wait(self, region: "_Region") -> None:
+        with self.condition:
+            while not region.done:
+                self.waiting_for = region
+                self.condition.wait()
+            self.waiting_for = None
+
+    def completed(self, region: "_Region") -> None:
+        with self.condition:
+            region.done = True
+            if self.waiting_for is region:
+                self.condition.notify()
+
+
 class _Region:
     """One region of a stream: the native tiles it waits for, then its stitched result."""
 
-    __slots__ = ("item", "grid", "box", "origin", "cols", "parts", "waiting", "lock", "finish", "done", "value", "error")
+    __slots__ = ("item", "grid", "box", "origin", "cols", "parts", "waiting", "lock", "finish", "signal", "done",
+                 "value", "error")
 
-    def __init__(self, item, grid, box, origin, cols, parts, finish):
+    def __init__(self, item, grid, box, origin, cols, parts, finish, signal):
         self.item = item
         self.grid = grid
         self.box = box
@@ -217,15 +307,17 @@ class _Region:
         self.cols = cols
         self.parts = parts
         self.finish = finish
+        self.signal = signal
+        self.done = False
         self.value = None
         self.error = None
-        self.done = threading.Event()
 
-    def part_done(self, _future) -> None:
-        with self.lock:
-            self.waiting -= 1
-            if self.waiting:
-                return
+    def part_done(self) -> None:
+        if self.lock is not None:
+            with self.lock:
+                self.waiting -= 1
+                if self.waiting:
+                    return
         self.complete()
 
     def complete(self) -> None:
@@ -236,7 +328,7 @@ class _Region:
         except BaseException as exc:  # handed to the consumer, in order
             self.error = exc
         self.parts = None
-        self.done.set()
+        self.signal.completed(self)
 
 
 class TiledReader:
@@ -246,7 +338,7 @@ class TiledReader:
         self.cache = TileCache(cache_bytes)
 
     def tile(self, grid: TileGrid, ti: int, tj: int) -> np.ndarray:
-        return self.cache.get((grid.key, ti, tj), lambda: _decoded(grid, ti, tj))
+        return self.cache.get((grid.key, ti, tj), lambda: grid.decode(ti, tj))
 
     def read(self, grid: TileGrid, i0: int, j0: int, i1: int, j1: int) -> np.ndarray:
         """Pixels [i0:i1, j0:j1] of the level; the box must lie inside the level.
@@ -276,32 +368,68 @@ class TiledReader:
         workers = default_workers() if workers is None else workers
         pool = None
         window: deque[_Region] = deque()
+        signal = _Signal()
+        batch: list = []  # decodes not yet handed to the workers
         try:
             iterator = iter(items)
-            pool = _Inline() if workers <= 1 else _Workers(workers)
-            limit = 1 if workers <= 1 else lookahead
+            inline = workers <= 1
+            pool = None if inline else _Workers(workers)
+            limit = 1 if inline else lookahead
+            size = 1
             for item in iterator:
                 try:
-                    region = self._start(item, box_of(item), finish, pool, uses)
+                    region = self._start(item, box_of(item), finish, uses, signal, batch)
                 except Exception as exc:  # handed back in order, like a failed read
-                    region = _Region(item, None, None, None, 0, [], finish)
+                    region = _Region(item, None, None, None, 0, None, finish, signal)
                     region.error = exc
-                    region.done.set()
+                    region.done = True
+                if batch and (inline or len(batch) >= size):
+                    # Decodes go to the workers in small batches: fewer hand-offs between threads.
+                    if inline:
+                        _decode_batch(self.cache, batch)
+                    else:
+                        pool.submit(_decode_batch, self.cache, batch)
+                    batch = []
                 window.append(region)
                 if limit is None:
                     limit = lookahead or _default_lookahead(region, workers)
+                    size = max(1, limit // (2 * workers))
                 while len(window) >= limit:
-                    yield _result(window.popleft())
+                    region = window.popleft()
+                    if not region.done:
+                        if batch:
+                            pool.submit(_decode_batch, self.cache, batch)
+                            batch = []
+                        self._wait(region, signal)
+                    yield region.item, region.value, region.error
+            if batch:
+                pool.submit(_decode_batch, self.cache, batch)
+                batch = []
             while window:
-                yield _result(window.popleft())
+                region = window.popleft()
+                if not region.done:
+                    self._wait(region, signal)
+                yield region.item, region.value, region.error
         finally:
             window.clear()
+            if batch and pool is not None:
+                pool.submit(_decode_batch, self.cache, batch)  # others may wait on these decodes
             if pool is not None:
                 pool.shutdown()
 
-    def _start(self, item, box, finish, pool, uses) -> _Region:
+    def _wait(self, region: _Region, signal: _Signal) -> None:
+        # Rather than sleep, decode what the region needs and nobody has started: this
+        # thread is then one more worker, and a decode queued by another stream (maybe
+        # one its consumer has paused) cannot hold this one up.
+        for part in region.parts or ():
+            if type(part) is _Pending and not part.started:
+                grid, ti, tj = part.job
+                self.cache._run((grid.key, ti, tj), part)
+        signal.wait(region)
+
+    def _start(self, item, box, finish, uses, signal, batch) -> _Region:
         if box is None:
-            region = _Region(item, None, None, None, 0, [], finish)
+            region = _Region(item, None, None, None, 0, (), finish, signal)
             region.complete()
             return region
         grid, i0, j0, i1, j1 = box
@@ -311,7 +439,7 @@ class TiledReader:
         counts = None if uses is None else uses.get(grid.key)
         cache = self.cache
         parts = []
-        futures = []
+        pending_parts = None
         h, w = grid.shape
         for ti in range(ti0, ti1 + 1):
             for tj in range(tj0, tj1 + 1):
@@ -326,44 +454,49 @@ class TiledReader:
                     left = -1
                     keep = not (i0 <= ti * th and min(h, ti * th + th) <= i1
                                 and j0 <= tj * tw and min(w, tj * tw + tw) <= j1)
-                value, pending, owner = cache._claim(key, keep)
+                value, pending, owner = cache._claim(key, keep, (grid, ti, tj))
                 if value is not None:
                     parts.append(value)
                 else:
-                    parts.append(pending.future)
-                    futures.append(pending.future)
                     if owner:
-                        pool.submit(_decode_into, cache, key, pending, grid, ti, tj)
+                        batch.append((key, pending))
+                    parts.append(pending)
+                    if not pending.done:
+                        if pending_parts is None:
+                            pending_parts = [pending]
+                        else:
+                            pending_parts.append(pending)
                 if left == 0:
                     cache.discard(key)  # this was its last use in the stream
-        region = _Region(item, grid, (i0, j0, i1, j1), (ti0, tj0), tj1 - tj0 + 1, parts, finish)
-        pending_parts = [f for f in futures if not f.done()]
-        if not pending_parts:
+        region = _Region(item, grid, (i0, j0, i1, j1), (ti0, tj0), tj1 - tj0 + 1, parts, finish, signal)
+        if pending_parts is None:
+            region.lock = None
             region.complete()
             return region
-        region.lock = threading.Lock()
-        region.waiting = len(pending_parts)
-        for future in pending_parts:
-            future.add_done_callback(region.part_done)
+        if len(pending_parts) == 1:
+            region.lock = None  # its one callback completes it
+            if not cache._when_done(pending_parts[0], region.part_done):
+                region.complete()
+            return region
+        # One count more than the parts, so that parts finishing meanwhile cannot complete
+        # the region before every callback is registered.
+        lock = region.lock = threading.Lock()
+        region.waiting = len(pending_parts) + 1
+        for pending in pending_parts:
+            if not cache._when_done(pending, region.part_done):
+                with lock:
+                    region.waiting -= 1
+        with lock:
+            region.waiting -= 1
+            last = region.waiting == 0
+        if last:
+            region.complete()
         return region
 
 
-def _decode_into(cache: TileCache, key, pending: _Pending, grid: TileGrid, ti: int, tj: int) -> None:
-    try:
-        value = _decoded(grid, ti, tj)
-    except BaseException as exc:  # every waiter gets it; the worker thread lives on
-        cache._fail(key, pending, exc)
-        return
-    try:
-        cache._store(key, pending, value)
-    except BaseException as exc:
-        if not pending.future.done():
-            pending.future.set_exception(exc)
-
-
-def _result(region: _Region) -> tuple:
-    region.done.wait()
-    return region.item, region.value, region.error
+def _decode_batch(cache: TileCache, batch: list) -> None:
+    for key, pending in batch:
+        cache._run(key, pending)
 
 
 def _default_lookahead(region: _Region, workers: int) -> int:
@@ -450,16 +583,6 @@ def count_uses(boxes: Iterable) -> dict:
         rows, cols = grids[key].grid
         uses[key] = diff.cumsum(axis=0).cumsum(axis=1)[:rows, :cols].astype(np.int32)
     return uses
-
-
-def _decoded(grid: TileGrid, ti: int, tj: int) -> np.ndarray:
-    """``grid.decode(ti, tj)``, refused when its trailing axes are not the grid's (a broken
-    file can decode to one channel where three were declared; numpy would broadcast it)."""
-    tile = grid.decode(ti, tj)
-    if tile.ndim != 2 + len(grid.pixel_shape) or tile.shape[2:] != tuple(grid.pixel_shape):
-        raise ValueError(f"native tile ({ti}, {tj}) decoded to shape {tile.shape}, "
-                         f"the grid says {grid.tile_shape + tuple(grid.pixel_shape)}")
-    return tile
 
 
 def _short_tile(grid: TileGrid, ti: int, tj: int, tile: np.ndarray) -> Exception:
