@@ -181,6 +181,10 @@ class DICOMBackend(SlideBackend):
         self._add_associated([i for i in instances if i.kind in _ASSOCIATED_NAMES and i not in volumes])
 
     def _level(self, members: list[Instance]) -> _Level:
+        first = members[0]
+        # One table cell per frame position: a header of tiny frames over a huge image
+        # (1 x 1 frames, say) must not make it unbounded.
+        check_allocation(first.grid, 8, f"frame table of {first.grid[0]} x {first.grid[1]} positions", first.path)
         sources = [self._source(m) for m in members]
         return _Level(members[0].shape, members[0].tile_shape, sources, frame_positions(members))
 
