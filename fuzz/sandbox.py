@@ -123,6 +123,8 @@ class Sandbox:
             if result["problems"]:
                 result["outcome"] = "problem"
         elif result is None:
+            self._proc.send_signal(signal.SIGUSR1)  # the worker prints its stacks (faulthandler)
+            time.sleep(1.0)
             self._proc.kill()
             self._proc.wait()
             result = {"outcome": "timeout", "problems": [f"no answer within {self.timeout:.0f} s"],

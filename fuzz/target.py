@@ -30,12 +30,22 @@ def digest(array: np.ndarray) -> str:
     return h.hexdigest()
 
 
+def _names_file(named, path: str) -> bool:
+    """Whether an error naming ``named`` names the slide at ``path``: the path itself, a
+    file of the folder given (a DICOM series), or a file beside it (the same series)."""
+    if named is None:
+        return False
+    named, path = os.path.realpath(named), os.path.realpath(path)
+    folder = path if os.path.isdir(path) else os.path.dirname(path)
+    return named == path or os.path.dirname(named) == folder
+
+
 def _check_error(exc: BaseException, path: str, step: str, problems: list[str]) -> str:
     """Record ``exc`` as the outcome of ``step``; note a problem unless it is clean."""
     import wsikit
 
     if isinstance(exc, wsikit.SlideError):
-        if exc.path is None or os.path.realpath(exc.path) != os.path.realpath(path):
+        if not _names_file(exc.path, path):
             problems.append(f"{step}: {type(exc).__name__} names path {exc.path!r}, not the file")
         if not exc.reason:
             problems.append(f"{step}: {type(exc).__name__} has no reason")
@@ -80,6 +90,13 @@ def exercise(path: str, backend: str | None = None, tile_shapes: dict | None = N
             out["errors"]["metadata"] = _check_error(exc, path, "metadata", problems)
             return out
         pixel_shape = (3,) if slide.is_rgb else tuple(slide.sizes)
+        try:  # one region at the top left, so that callers can see its error's type
+            h, w = slide.level_shapes[0]
+            slide.extract_region((0, 0), (min(h, 256), min(w, 256)))
+        except BaseException as exc:  # noqa: BLE001
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            out["errors"]["probe"] = _check_error(exc, path, "first region", problems)
         for level in range(min(slide.level_count, MAX_LEVELS)):
             shape = tuple((tile_shapes or {}).get(str(level), (256, 256)))
             _read_level(slide, level, shape, pixel_shape, max_tiles, path, out)
@@ -91,7 +108,7 @@ def exercise(path: str, backend: str | None = None, tile_shapes: dict | None = N
 def _read_level(slide, level, shape, pixel_shape, max_tiles, path, out) -> None:
     problems = out["problems"]
     try:
-        plan = slide.tile_plan(shape=shape, level=level, pad=True)[:max_tiles]
+        plan = _first_tiles(slide, level, shape, max_tiles)
         tiles = slide.read_plan(plan, workers=1, errors="skip")
         for tile in tiles:
             expected = tuple(shape) + pixel_shape
@@ -110,6 +127,25 @@ def _read_level(slide, level, shape, pixel_shape, max_tiles, path, out) -> None:
             problems.append(f"level {level} tile {coords}: skipped with a message that does not name the file: {message}")
     if skipped:
         _check_recovery(slide, level, shape, skipped[0][0], path, out)
+
+
+def _first_tiles(slide, level, shape, max_tiles):
+    """The first ``max_tiles`` tiles of the padded grid, as ``tile_plan`` would list them.
+
+    A broken header can declare a level of 10^6 x 10^6 pixels; listing all its tiles
+    would measure the harness, not the reader.
+    """
+    from wsikit.grid import grid_shape
+    from wsikit.plan import TileSpec
+
+    rows, cols = grid_shape(slide.level_shapes[level], shape, pad=True)
+    if rows * cols <= max_tiles:
+        return slide.tile_plan(shape=shape, level=level, pad=True)
+    specs = []
+    for n in range(max_tiles):
+        i, j = (n // cols) * shape[0], (n % cols) * shape[1]
+        specs.append(TileSpec((i, j), level, (i, j), tuple(shape), tuple(shape), (i, j)))
+    return specs
 
 
 def _check_recovery(slide, level, shape, bad, path, out) -> None:

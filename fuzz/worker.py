@@ -10,6 +10,7 @@ import faulthandler
 import json
 import os
 import resource
+import signal
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -20,6 +21,9 @@ def main() -> None:
     protocol = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)
     faulthandler.enable()
+    # The sandbox sends SIGUSR1 before killing a worker that ran out of time: every
+    # thread's stack then shows where it hung.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     # Everything the cases need is imported before the limit so the limit measures reads.
     import wsikit  # noqa: F401

@@ -5,7 +5,7 @@ import os
 
 from .backends import backend_class, backend_names
 from .backends.base import SlideBackend
-from .errors import SlideError, UnsupportedFormatError
+from .errors import LimitError, SlideError, UnsupportedFormatError
 
 
 def open_slide(path, backend: str | None = None, **options) -> SlideBackend:
@@ -41,6 +41,10 @@ def open_slide(path, backend: str | None = None, **options) -> SlideBackend:
         tried.append(name)
         try:
             return cls(path, **options)
+        except LimitError:
+            # The file is understood and needs more memory than allowed: any other reader
+            # would need it too (and some, like a JVM starting up, would fail harder).
+            raise
         except SlideError as exc:
             # Another backend may still read the file; report the first failure if none does.
             first_error = first_error or exc

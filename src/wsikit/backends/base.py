@@ -32,18 +32,33 @@ class SkippedTileWarning(UserWarning):
 class _LazyImages(Mapping):
     """Read-only name -> image mapping that loads each image on first access."""
 
-    def __init__(self, loaders: dict[str, Callable[[], np.ndarray]]):
+    def __init__(self, loaders: dict[str, Callable[[], np.ndarray]], path: str | None = None):
         self._loaders = dict(loaders)
         self._images: dict[str, np.ndarray] = {}
         self._lock = threading.Lock()
+        self._path = path
 
     def __getitem__(self, name: str) -> np.ndarray:
         with self._lock:
             if name not in self._images:
-                image = self._loaders[name]()
+                image = self._load(name, self._loaders[name])
                 image.setflags(write=False)
                 self._images[name] = image
             return self._images[name]
+
+    def _load(self, name: str, loader) -> np.ndarray:
+        # A broken file fails here as a SlideError like any other read, never raw.
+        try:
+            image = loader()
+        except SlideError:
+            raise
+        except MemoryError:
+            raise CorruptSlideError(self._path, f"associated image {name!r}: out of memory") from None
+        except Exception as exc:
+            raise CorruptSlideError(self._path, f"associated image {name!r} cannot be read: {type(exc).__name__}: {exc}") from exc
+        if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8):
+            raise CorruptSlideError(self._path, f"associated image {name!r} read as {getattr(image, 'shape', None)}, not (h, w, 3) uint8")
+        return image
 
     def __iter__(self):
         return iter(self._loaders)
@@ -119,7 +134,7 @@ class SlideBackend(ABC):
         if any(h < 1 or w < 1 for h, w in self._level_shapes):
             self._safe_close()
             raise CorruptSlideError(self.path, f"a level has no pixels: level shapes {self._level_shapes}")
-        self._associated_view = _LazyImages(self._associated)
+        self._associated_view = _LazyImages(self._associated, self.path)
 
     # -- the part each backend writes ----------------------------------------------------
     @classmethod
