@@ -214,6 +214,8 @@ class SlideBackend(ABC):
     @property
     def associated_images(self) -> Mapping[str, np.ndarray]:
         """Read-only name -> uint8 RGB (h, w, 3) array: label, macro, thumbnail where present."""
+        if not self._closed and os.getpid() != self._pid:
+            self._ensure_usable()  # images load lazily, through handles a forked child must renew
         return self._associated_view
 
     def get_image_shape(self, level: int | None = 0) -> tuple[int, int]:

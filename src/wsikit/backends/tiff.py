@@ -375,6 +375,15 @@ class TiffBackend(SlideBackend):
         # The inherited descriptor is safe with pread, but give the child its own so
         # that a parent closing the file does not pull it from under the child.
         self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        # tifffile reads associated images with seek + read on its own handle, whose file
+        # position a child shares with its parent and siblings: reopen it, with a fresh
+        # lock (a parent thread may have held the old one at the fork).
+        handle = self._tif.filehandle
+        locked = handle.has_lock
+        handle.set_lock(False)
+        handle.close()
+        handle.open()
+        handle.set_lock(locked)
 
 
 def _level_layout(page):
