@@ -6,7 +6,7 @@ synthetic series, Bio-Formats on the pyramid when a Java runtime and its jar are
 """
 from __future__ import annotations
 
-import multiprocessing
+import os
 import pickle
 import random
 import sys
@@ -103,53 +103,118 @@ def test_parallel_tiling_equals_sequential_tiling(samples, backend):
 
 
 # -- fork ---------------------------------------------------------------------------------------
-# The backend opened in the parent, reached by forked children through this global (as a
-# DataLoader's dataset object reaches its workers): never pickled on the way.
-_INHERITED = None
+# Each fork scenario runs in a fresh interpreter: a process that once started a JVM (the
+# Bio-Formats tests do, in this one) cannot fork safely any more, and a hung child must
+# not hang the test run. The backend is opened in that interpreter's parent and reaches
+# its forked children through a global (as a DataLoader's dataset reaches its workers),
+# never pickled on the way; the parent goes on reading while they do.
+FORK_SCRIPT = r"""
+import json, multiprocessing, random, sys
+from concurrent.futures import ThreadPoolExecutor
+import numpy as np
+import wsikit
 
+path, backend, what = sys.argv[1], sys.argv[2], sys.argv[3]
+SHARED = None
 
-def _read_in_child(regions):
+def regions(slide, count=36, seed=1):
+    rng = random.Random(seed)
+    out = []
+    for n in range(count):
+        level = n % slide.level_count
+        h, w = slide.level_shapes[level]
+        out.append((level, (rng.randint(-20, h - 1), rng.randint(-20, w - 1)),
+                    (rng.randint(1, min(h, 300)), rng.randint(1, min(w, 300)))))
+    return out
+
+def read(slide, boxes):
+    return [slide.extract_region(loc, size, level=level) for level, loc, size in boxes]
+
+def pixels(job):
     try:
-        return "ok", _read_all(_INHERITED, regions)
+        if what == "regions":
+            return "ok", read(SHARED, job)
+        return "ok", [SHARED.associated_images[name].copy() for name in job]
     except wsikit.SlideError as exc:
-        return "error", f"{type(exc).__name__}: {exc}"
+        return "error", f"{type(exc).__name__}: {exc.reason}"
+
+with wsikit.open_slide(path, backend=backend) as reference:
+    boxes = regions(reference)
+    names = sorted(reference.associated_images)
+    expected = read(reference, boxes) if what == "regions" else [reference.associated_images[n].copy() for n in names]
+slide = wsikit.open_slide(path, backend=backend)
+if what == "regions":
+    read(slide, boxes[:6])  # warm caches and handles before the fork
+    jobs = [boxes[k::3] for k in range(3)] * 2
+    want = [[expected[boxes.index(b)] for b in job] for job in jobs]
+else:
+    jobs = [names, names[::-1]] * 4
+    want = [[expected[names.index(n)] for n in job] for job in jobs]
+SHARED = slide
+failures = []
+with multiprocessing.get_context("fork").Pool(3 if what == "regions" else 4) as pool:
+    pending = pool.map_async(pixels, jobs)
+    with ThreadPoolExecutor(2) as threads:
+        if what == "regions":
+            mine = list(threads.map(lambda b: slide.extract_region(b[1], b[2], level=b[0]), boxes))
+        else:
+            mine = [slide.associated_images[n].copy() for n in names]
+    results = pending.get(timeout=120)
+for k, (got, exp) in enumerate(zip(mine, expected)):
+    if not np.array_equal(got, exp):
+        failures.append(f"parent read {k} differs")
+errors = []
+for (status, value), exp in zip(results, want):
+    if status != "ok":
+        errors.append(value)
+    elif not all(np.array_equal(a, b) for a, b in zip(value, exp)):
+        failures.append("a child read other pixels")
+print(json.dumps({"failures": failures, "errors": errors, "jobs": len(jobs)}))
+"""
+
+
+def _run_fork_scenario(path: str, backend: str, what: str) -> dict:
+    import json
+    import signal
+    import subprocess
+
+    process = subprocess.Popen([sys.executable, "-c", FORK_SCRIPT, path, backend, what], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True, cwd=ROOT)
+    try:
+        out, err = process.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)  # children of a JVM process ignore SIGTERM
+        out, err = process.communicate()
+        pytest.fail(f"the fork scenario hung: {err[-3000:]}")
+    finally:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)  # no forked child outlives the test
+        except ProcessLookupError:
+            pass
+    assert process.returncode == 0, err[-3000:]
+    return json.loads(out.strip().splitlines()[-1])
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_forked_children_read_while_the_parent_reads(samples, backend):
-    global _INHERITED
     sample = samples(backend)
-    with _open(sample) as reference:
-        regions = _regions(reference, count=36, seed=1)
-        expected = _read_all(reference, regions)
-    slide = _open(sample)
-    try:
-        _read_all(slide, regions[:6])  # warm caches and handles before the fork
-        _INHERITED = slide
-        chunks = [regions[k::3] for k in range(3)]
-        context = multiprocessing.get_context("fork")
-        with context.Pool(3) as pool:
-            pending = pool.map_async(_read_in_child, chunks * 2)
-            # The parent goes on reading while the children do, from two threads.
-            with ThreadPoolExecutor(2) as threads:
-                parent = list(threads.map(lambda k: slide.extract_region(regions[k][1], regions[k][2], level=regions[k][0]),
-                                          range(len(regions))))
-            results = pending.get(timeout=300)
-    finally:
-        _INHERITED = None
-    for k, array in enumerate(parent):
-        assert np.array_equal(array, expected[k]), f"parent read of {regions[k]} differs"
-    for chunk_index, (status, value) in enumerate(results):
-        chunk = chunks[chunk_index % 3]
-        if backend == "bioformats":
-            # A JVM does not survive fork(): the backend says so instead of hanging.
-            assert status == "error" and "BackendUnavailableError" in value and "fork" in value, value
-            continue
-        assert status == "ok", value
-        for region, array in zip(chunk, value):
-            assert np.array_equal(array, expected[regions.index(region)]), f"child read of {region} differs"
-    assert np.array_equal(slide.extract_region(regions[0][1], regions[0][2], level=regions[0][0]), expected[0])
-    slide.close()
+    result = _run_fork_scenario(sample.path, backend, "regions")
+    assert not result["failures"], result
+    if backend == "bioformats":
+        # A JVM does not survive fork(): the backend says so instead of reading garbage.
+        assert len(result["errors"]) == result["jobs"] and all("fork" in e for e in result["errors"]), result
+    else:
+        assert not result["errors"], result
+
+
+@pytest.mark.parametrize("backend", ["tiff", "openslide", "dicom"])
+def test_forked_children_read_associated_images_while_the_parent_does(samples, backend):
+    """Associated images come through the file's own handle: a child must not share its
+    position with the parent (or with its siblings)."""
+    sample = samples(backend)
+    for attempt in range(3):
+        result = _run_fork_scenario(sample.path, backend, "associated")
+        assert not result["failures"] and not result["errors"], result
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -177,39 +242,3 @@ def test_pickling_keeps_options(samples):
             assert copy._options["cache_bytes"] == 1234567
             assert copy._reader.cache.max_bytes == 1234567
 
-
-def _associated_in_child(names):
-    try:
-        return "ok", {name: _INHERITED.associated_images[name].copy() for name in names}
-    except wsikit.SlideError as exc:
-        return "error", f"{type(exc).__name__}: {exc}"
-
-
-@pytest.mark.parametrize("backend", ["tiff", "openslide", "dicom"])
-def test_forked_children_read_associated_images_while_the_parent_does(samples, backend):
-    """Associated images are read through the file's own handle: a child must not share
-    its position with the parent (or with its siblings)."""
-    global _INHERITED
-    sample = samples(backend)
-    with _open(sample) as reference:
-        expected = {name: reference.associated_images[name].copy() for name in reference.associated_images}
-    if not expected:
-        pytest.skip(f"the {backend} sample has no associated images")
-    names = sorted(expected)
-    for attempt in range(3):
-        slide = _open(sample)
-        try:
-            _INHERITED = slide
-            with multiprocessing.get_context("fork").Pool(4) as pool:
-                pending = pool.map_async(_associated_in_child, [names, names[::-1]] * 4)
-                parent = {name: slide.associated_images[name].copy() for name in names}
-                results = pending.get(timeout=300)
-        finally:
-            _INHERITED = None
-            slide.close()
-        for name in names:
-            assert np.array_equal(parent[name], expected[name]), f"parent's {name} differs"
-        for status, value in results:
-            assert status == "ok", value
-            for name in names:
-                assert np.array_equal(value[name], expected[name]), f"a child's {name} differs"

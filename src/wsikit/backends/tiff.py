@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 
 import imagecodecs
 import numpy as np
@@ -177,7 +178,7 @@ class TiffBackend(SlideBackend):
         def load(series=series, page=page):
             check_allocation(series.shape, np.dtype(series.dtype).itemsize, f"associated image {name!r}", self.path)
             try:
-                array = series.asarray()
+                array = _whole_image(series, self._fd)
             except Exception as exc:
                 raise CorruptSlideError(self.path, f"associated image {name!r} cannot be decoded: {exc}") from None
             return _as_rgb(array)
@@ -238,7 +239,7 @@ class TiffBackend(SlideBackend):
         def load():
             check_allocation(image.shape, np.dtype(image.dtype).itemsize, f"associated image {name!r}", self.path)
             try:
-                array = image.asarray()
+                array = _whole_image(image, self._fd)
             except Exception as exc:
                 raise CorruptSlideError(self.path, f"associated image {name!r} cannot be decoded: {exc}") from None
             return _as_rgb(array)
@@ -322,10 +323,18 @@ class TiffBackend(SlideBackend):
             else:
                 array = self._decode_segment(page, index, tile_shape, samples, jpeg)
             if self.is_rgb:
-                return array[:, :, :3]
+                return array if array.shape[2] == 3 else array[:, :, :3]
             return array.reshape(array.shape[:2] + pixel_shape)
 
         return TileGrid(("tiff", level), shape, tile_shape, pixel_shape, np.dtype(page.dtype) if not self.is_rgb else np.dtype(np.uint8), decode)
+
+    def _data_size(self) -> int:
+        # The file does not change while it is open: one fstat, not one per tile (every
+        # system call is a point where a reading thread gives up the GIL and waits for it).
+        size = self.__dict__.get("_file_size")
+        if size is None:
+            size = self._file_size = os.fstat(self._fd).st_size
+        return size
 
     def _decode_segment(self, page, index: int, tile_shape, samples: int, jpeg: dict | None = None) -> np.ndarray:
         offset = int(page.dataoffsets[index])
@@ -334,7 +343,7 @@ class TiffBackend(SlideBackend):
             # No data stored for this tile: tifffile and libtiff read it as empty (zero).
             return np.zeros(tile_shape + (samples,), dtype=page.dtype)
         # A lying byte count must not size the read buffer: check it against the file first.
-        if offset + count > os.fstat(self._fd).st_size:
+        if offset + count > self._data_size():
             raise CorruptSlideError(self.path, f"tile/strip {index} ends past the end of the file (offset {offset}, {count} bytes)")
         check_allocation((count,), 1, f"tile/strip {index} data", self.path)
         data = os.pread(self._fd, count, offset)
@@ -384,6 +393,39 @@ class TiffBackend(SlideBackend):
         handle.close()
         handle.open()
         handle.set_lock(locked)
+
+
+def _whole_image(image, fd: int) -> np.ndarray:
+    """``image.asarray()`` of a tifffile page or series, refusing what tifffile forgives.
+
+    tifffile reads a strip that runs past the end of the file, or fails to decode, as
+    zeros and only logs it; a picture read here is either the file's or an error.
+    """
+    import logging
+
+    size = os.fstat(fd).st_size
+    for page in getattr(image, "pages", None) or [image]:
+        for offset, count in zip(getattr(page, "dataoffsets", ()), getattr(page, "databytecounts", ())):
+            if count and offset + count > size:
+                raise ValueError(f"its data ({count} bytes at offset {offset}) runs past the end of the file")
+    errors: list[str] = []
+    thread = threading.get_ident()
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            if record.thread == thread and record.levelno >= logging.ERROR:
+                errors.append(record.getMessage())
+
+    logger = logging.getLogger("tifffile")
+    handler = Collect()
+    logger.addHandler(handler)
+    try:
+        array = image.asarray()
+    finally:
+        logger.removeHandler(handler)
+    if errors:
+        raise ValueError(errors[0])
+    return array
 
 
 def _level_layout(page):
