@@ -48,8 +48,12 @@ class Sandbox:
     """A worker process that runs cases; use as a context manager."""
 
     def __init__(self, timeout: float = DEFAULT_TIMEOUT, address_space: int = DEFAULT_ADDRESS_SPACE,
-                 max_bytes: int = DEFAULT_WSIKIT_MAX_BYTES, env: dict | None = None):
+                 max_bytes: int = DEFAULT_WSIKIT_MAX_BYTES, env: dict | None = None, cases_per_worker: int = 1000):
         self.timeout = timeout
+        # A fresh worker now and then, so that what one case leaves behind (caches,
+        # fragmented memory) cannot push a later, innocent case over the limit.
+        self.cases_per_worker = cases_per_worker
+        self._cases = 0
         self.address_space = address_space
         self.env = dict(os.environ, WSIKIT_MAX_BYTES=str(max_bytes), OMP_NUM_THREADS="1",
                         PYTHONFAULTHANDLER="1", **(env or {}))
@@ -109,8 +113,10 @@ class Sandbox:
 
     def run(self, case: Case) -> dict:
         """Run one case; the summary has ``outcome`` and ``seconds`` added."""
-        if self._proc is None or self._proc.poll() is not None:
+        if self._proc is None or self._proc.poll() is not None or self._cases >= self.cases_per_worker:
             self._start()
+            self._cases = 0
+        self._cases += 1
         start = time.monotonic()
         try:
             self._proc.stdin.write(case.message() + "\n")

@@ -5,7 +5,7 @@ import os
 
 from .backends import backend_class, backend_names
 from .backends.base import SlideBackend
-from .errors import LimitError, SlideError, UnsupportedFormatError
+from .errors import CorruptSlideError, LimitError, SlideError, UnsupportedFormatError
 
 
 def open_slide(path, backend: str | None = None, **options) -> SlideBackend:
@@ -34,7 +34,10 @@ def open_slide(path, backend: str | None = None, **options) -> SlideBackend:
         raise PermissionError(13, "Permission denied", path)
     first_error: SlideError | None = None
     tried = []
+    skip: set[str] = set()
     for name in backend_names():
+        if name in skip:
+            continue
         cls = backend_class_or_none(name)
         if cls is None or not cls.can_read(path):
             continue
@@ -48,11 +51,19 @@ def open_slide(path, backend: str | None = None, **options) -> SlideBackend:
         except SlideError as exc:
             # Another backend may still read the file; report the first failure if none does.
             first_error = first_error or exc
+            if isinstance(exc, CorruptSlideError):
+                skip |= _NO_SECOND_TRY.get(name, set())
     if first_error is not None:
         raise first_error
     if os.path.isdir(path):
         raise IsADirectoryError(21, "Is a directory (and not a DICOM series wsikit can read)", path)
     raise UnsupportedFormatError(path, f"no backend recognises this file (asked: {', '.join(backend_names())})")
+
+
+# Readers not to hand a file that the named backend recognised and found broken: they
+# read the same format with less tolerance, in C, where a crafted file can crash the
+# process (OpenSlide's DICOM parser segfaults on some files the DICOM backend refuses).
+_NO_SECOND_TRY = {"dicom": {"openslide"}}
 
 
 def backend_class_or_none(name: str):

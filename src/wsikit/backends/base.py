@@ -120,9 +120,15 @@ class SlideBackend(ABC):
         self._check_exists(self.path)
         try:
             self._open(**options)
-        except (SlideError, FileNotFoundError, PermissionError, IsADirectoryError, ValueError, TypeError):
+        except (SlideError, FileNotFoundError, PermissionError, IsADirectoryError):
             self._safe_close()
             raise
+        except (ValueError, TypeError) as exc:
+            self._safe_close()
+            if options:
+                raise  # most likely about the caller's options
+            # Without options it is the file: a library tripping over broken data.
+            raise CorruptSlideError(self.path, f"cannot open as {self.name}: {type(exc).__name__}: {exc}") from exc
         except MemoryError as exc:
             self._safe_close()
             raise CorruptSlideError(self.path, f"opening needs more memory than available ({exc})") from None
