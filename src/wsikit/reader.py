@@ -31,6 +31,8 @@ import numpy as np
 DEFAULT_CACHE_BYTES = 256 * 1024**2
 # Decoded pixels a stream may hold in regions read ahead of the consumer.
 LOOKAHEAD_BYTES = 128 * 1024**2
+# A single read touching at least this many native tiles decodes them on every core.
+PARALLEL_READ_TILES = 8
 
 
 def default_workers() -> int:
@@ -334,8 +336,10 @@ class _Region:
 class TiledReader:
     """Regions of :class:`TileGrid` levels, stitched from cached native tiles."""
 
-    def __init__(self, cache_bytes: int = DEFAULT_CACHE_BYTES):
+    def __init__(self, cache_bytes: int = DEFAULT_CACHE_BYTES, workers: int | None = None):
         self.cache = TileCache(cache_bytes)
+        #: threads that decode the native tiles of one large ``read`` (None: every core)
+        self.workers = workers
 
     def tile(self, grid: TileGrid, ti: int, tj: int) -> np.ndarray:
         return self.cache.get((grid.key, ti, tj), lambda: grid.decode(ti, tj))
@@ -349,6 +353,13 @@ class TiledReader:
         th, tw = grid.tile_shape
         ti0, ti1 = i0 // th, (i1 - 1) // th
         tj0, tj1 = j0 // tw, (j1 - 1) // tw
+        workers = default_workers() if self.workers is None else self.workers
+        if workers > 1 and (ti1 - ti0 + 1) * (tj1 - tj0 + 1) >= PARALLEL_READ_TILES:
+            # A large box: its native tiles are decoded on every core.
+            [(_, value, error)] = self.stream([None], lambda _: (grid, i0, j0, i1, j1), _as_is, workers=workers)
+            if error is not None:
+                raise error
+            return value
         tiles = [self.tile(grid, ti, tj) for ti in range(ti0, ti1 + 1) for tj in range(tj0, tj1 + 1)]
         return _stitch(grid, (i0, j0, i1, j1), (ti0, tj0), tj1 - tj0 + 1, tiles)
 
@@ -361,7 +372,8 @@ class TiledReader:
         into the value (padding, normalising; it runs on the thread that completed the
         region). ``error`` is the exception raised while reading or finishing that item, and
         reading goes on. ``workers=1`` reads in the calling thread; otherwise native tiles
-        of up to ``lookahead`` regions ahead are decoded on ``workers`` threads. ``uses``
+        of up to ``lookahead`` regions ahead are decoded on ``workers`` threads: the calling
+        thread (whenever it would otherwise wait) and ``workers - 1`` started here. ``uses``
         (from :func:`count_uses`) says how many regions need each native tile: a tile needed
         once is not cached, a tile is dropped from the cache after its last use.
         """
@@ -373,7 +385,8 @@ class TiledReader:
         try:
             iterator = iter(items)
             inline = workers <= 1
-            pool = None if inline else _Workers(workers)
+            # The calling thread decodes too, whenever it would otherwise wait.
+            pool = None if inline else _Workers(workers - 1)
             limit = 1 if inline else lookahead
             size = 1
             for item in iterator:
@@ -383,49 +396,52 @@ class TiledReader:
                     region = _Region(item, None, None, None, 0, None, finish, signal)
                     region.error = exc
                     region.done = True
-                if batch and (inline or len(batch) >= size):
-                    # Decodes go to the workers in small batches: fewer hand-offs between threads.
-                    if inline:
-                        _decode_batch(self.cache, batch)
-                    else:
-                        pool.submit(_decode_batch, self.cache, batch)
-                    batch = []
                 window.append(region)
                 if limit is None:
                     limit = lookahead or _default_lookahead(region, workers)
                     size = max(1, limit // (2 * workers))
+                if batch and (inline or len(batch) >= size):
+                    # Decodes go to the workers in small batches: fewer hand-offs between threads.
+                    _submit(pool, self.cache, batch, size)
+                    batch = []
                 while len(window) >= limit:
-                    region = window.popleft()
-                    if not region.done:
+                    if not window[0].done:
                         if batch:
-                            pool.submit(_decode_batch, self.cache, batch)
+                            _submit(pool, self.cache, batch, size)
                             batch = []
-                        self._wait(region, signal)
+                        self._wait(window, signal, limit // 2)
+                    region = window.popleft()
                     yield region.item, region.value, region.error
             if batch:
-                pool.submit(_decode_batch, self.cache, batch)
+                _submit(pool, self.cache, batch, size)
                 batch = []
             while window:
+                if not window[0].done:
+                    self._wait(window, signal, limit // 2)
                 region = window.popleft()
-                if not region.done:
-                    self._wait(region, signal)
                 yield region.item, region.value, region.error
         finally:
             window.clear()
             if batch and pool is not None:
-                pool.submit(_decode_batch, self.cache, batch)  # others may wait on these decodes
+                _submit(pool, self.cache, batch, size)  # other streams may wait on these decodes
             if pool is not None:
                 pool.shutdown()
 
-    def _wait(self, region: _Region, signal: _Signal) -> None:
-        # Rather than sleep, decode what the region needs and nobody has started: this
-        # thread is then one more worker, and a decode queued by another stream (maybe
-        # one its consumer has paused) cannot hold this one up.
-        for part in region.parts or ():
-            if type(part) is _Pending and not part.started:
-                grid, ti, tj = part.job
-                self.cache._run((grid.key, ti, tj), part)
-        signal.wait(region)
+    def _wait(self, window, signal: _Signal, ahead: int) -> None:
+        """Wait until the head of the window is read, and up to ``ahead`` regions after it:
+        the consumer then takes them in one go instead of waking for every region."""
+        target = window[min(len(window), max(1, ahead)) - 1]
+        # Rather than sleep, decode what these regions need and nobody has started: this
+        # thread is then one more worker, and a decode queued by another stream (maybe one
+        # whose consumer has paused) cannot hold this one up.
+        for k in range(min(len(window), max(1, ahead))):
+            for part in window[k].parts or ():
+                if type(part) is _Pending and not part.started:
+                    grid, ti, tj = part.job
+                    self.cache._run((grid.key, ti, tj), part)
+        signal.wait(target)
+        if not window[0].done:
+            signal.wait(window[0])
 
     def _start(self, item, box, finish, uses, signal, batch) -> _Region:
         if box is None:
@@ -492,6 +508,18 @@ class TiledReader:
         if last:
             region.complete()
         return region
+
+
+def _as_is(_item, array):
+    return array
+
+
+def _submit(pool, cache: TileCache, batch: list, size: int) -> None:
+    if pool is None:
+        _decode_batch(cache, batch)
+        return
+    for k in range(0, len(batch), size):
+        pool.submit(_decode_batch, cache, batch[k : k + size])
 
 
 def _decode_batch(cache: TileCache, batch: list) -> None:
