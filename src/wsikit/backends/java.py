@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import sys
 import re
 import shutil
+import sys
 import threading
 from pathlib import Path
 
