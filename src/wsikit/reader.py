@@ -162,6 +162,28 @@ class TileCache:
             pending = self._pending[key] = _Pending(keep, job)
             return None, pending, True
 
+    def _claim_and_wait(self, key: Hashable, keep: bool, job, callback):
+        """:meth:`_claim`, and ``callback()`` registered to run once the decode is done, under
+        one acquisition of the lock. (value, pending, owner, registered)."""
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+                return value, None, False, False
+            pending = self._pending.get(key)
+            if pending is None:
+                pending = self._pending[key] = _Pending(keep, job)
+                pending.callbacks = [callback]
+                return None, pending, True, True
+            pending.keep = pending.keep or keep
+            if pending.done:
+                return None, pending, False, False
+            if pending.callbacks is None:
+                pending.callbacks = [callback]
+            else:
+                pending.callbacks.append(callback)
+            return None, pending, False, True
+
     def _run(self, key: Hashable, pending: _Pending) -> None:
         """Decode a pending tile left for any thread, unless some thread already started it."""
         with self._lock:
@@ -275,10 +297,11 @@ class _Workers:
 class _Signal:
     """Where a stream's consumer waits for the region at the head of its window."""
 
-    __slots__ = ("condition", "waiting_for")
+    __slots__ = ("lock", "condition", "waiting_for")
 
     def __init__(self):
-        self.condition = threading.Condition(threading.Lock())
+        self.lock = threading.Lock()
+        self.condition = threading.Condition(self.lock)
         self.waiting_for = None
 
     def wait(self, region: "_Region") -> None:
@@ -289,7 +312,7 @@ class _Signal:
             self.waiting_for = None
 
     def completed(self, region: "_Region") -> None:
-        with self.condition:
+        with self.lock:  # the condition's own lock, without its Python-level wrapper
             region.done = True
             if self.waiting_for is region:
                 self.condition.notify()
@@ -454,22 +477,28 @@ class TiledReader:
         tj0, tj1 = j0 // tw, (j1 - 1) // tw
         counts = None if uses is None else uses.get(grid.key)
         cache = self.cache
+        if ti0 == ti1 and tj0 == tj1:
+            # One native tile, the common case: claim it and ask to be called when it is
+            # decoded, under one acquisition of the cache's lock.
+            region = _Region(item, grid, (i0, j0, i1, j1), (ti0, tj0), 1, None, finish, signal)
+            region.lock = None
+            key = (grid.key, ti0, tj0)
+            left, keep = self._uses(counts, grid, ti0, tj0, i0, j0, i1, j1)
+            value, pending, owner, registered = cache._claim_and_wait(key, keep, (grid, ti0, tj0), region.part_done)
+            if left == 0 and not owner:
+                cache.discard(key)  # this was its last use in the stream
+            region.parts = (pending if value is None else value,)
+            if owner:
+                batch.append((key, pending))
+            if not registered:  # cached, or decoded already
+                region.complete()
+            return region
         parts = []
         pending_parts = None
-        h, w = grid.shape
         for ti in range(ti0, ti1 + 1):
             for tj in range(tj0, tj1 + 1):
                 key = (grid.key, ti, tj)
-                if counts is not None:
-                    left = int(counts[ti, tj]) - 1
-                    counts[ti, tj] = left
-                    keep = left > 0
-                else:
-                    # Unknown future: keep the tiles this region uses in part, which its
-                    # neighbours are likely to need; a tile used whole is likely used once.
-                    left = -1
-                    keep = not (i0 <= ti * th and min(h, ti * th + th) <= i1
-                                and j0 <= tj * tw and min(w, tj * tw + tw) <= j1)
+                left, keep = self._uses(counts, grid, ti, tj, i0, j0, i1, j1)
                 value, pending, owner = cache._claim(key, keep, (grid, ti, tj))
                 if value is not None:
                     parts.append(value)
@@ -482,17 +511,12 @@ class TiledReader:
                             pending_parts = [pending]
                         else:
                             pending_parts.append(pending)
-                if left == 0:
+                if left == 0 and not owner:
                     cache.discard(key)  # this was its last use in the stream
         region = _Region(item, grid, (i0, j0, i1, j1), (ti0, tj0), tj1 - tj0 + 1, parts, finish, signal)
         if pending_parts is None:
             region.lock = None
             region.complete()
-            return region
-        if len(pending_parts) == 1:
-            region.lock = None  # its one callback completes it
-            if not cache._when_done(pending_parts[0], region.part_done):
-                region.complete()
             return region
         # One count more than the parts, so that parts finishing meanwhile cannot complete
         # the region before every callback is registered.
@@ -508,6 +532,19 @@ class TiledReader:
         if last:
             region.complete()
         return region
+
+    @staticmethod
+    def _uses(counts, grid: TileGrid, ti: int, tj: int, i0: int, j0: int, i1: int, j1: int) -> tuple[int, bool]:
+        """(uses left after this one, or -1 when unknown; whether to cache the tile)."""
+        if counts is not None:
+            left = int(counts[ti, tj]) - 1
+            counts[ti, tj] = left
+            return left, left > 0
+        # Unknown future: keep the tiles a region uses in part, which its neighbours are
+        # likely to need; a tile used whole is likely used once.
+        th, tw = grid.tile_shape
+        h, w = grid.shape
+        return -1, not (i0 <= ti * th and min(h, ti * th + th) <= i1 and j0 <= tj * tw and min(w, tj * tw + tw) <= j1)
 
 
 def _as_is(_item, array):
