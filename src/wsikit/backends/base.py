@@ -438,7 +438,7 @@ class SlideBackend(ABC):
         def jobs(items):
             for item in items:
                 try:
-                    yield (item,) + tuple(where(item))
+                    yield (item, *where(item))
                 except Exception as exc:  # raised in order, when the item's turn comes
                     yield item, exc
 
@@ -456,7 +456,8 @@ class SlideBackend(ABC):
         def finish(job, array):
             _, _, (i, j), size, shape = job
             if array is not None and array.shape[:2] == size:
-                array = self._normalized(array, normalize)
+                if not self.is_rgb:
+                    array = self._normalized(array, normalize)
             else:  # partly or wholly outside the level: zero there
                 out = np.zeros(size + pixel_shape, dtype=dtype)
                 if array is not None:
