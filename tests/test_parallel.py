@@ -323,3 +323,46 @@ def test_two_tilings_of_one_slide_consumed_in_turns(svs):
         for x, y in zip(a, b):
             for tile in (x, y):
                 np.testing.assert_array_equal(tile.image, _expected(levels[0], *tile.coords, 100, 100))
+
+
+def test_tiles_by_mpp_are_resampled_the_same_on_any_number_of_threads(svs):
+    path, _ = svs
+    with wsikit.open_slide(path) as slide:
+        plan = slide.tile_plan(shape=64, mpp=slide.mpp[0] * 3, pad=True)
+        assert plan and any(spec.read_size != spec.shape for spec in plan)
+        parallel = list(slide.read_plan(plan, workers=3))
+        sequential = list(slide.read_plan(plan, workers=1))
+        for spec, a, b in zip(plan, parallel, sequential, strict=True):
+            expected = slide._resample(slide.extract_region(spec.read_location, spec.read_size, level=spec.level), spec.shape)
+            np.testing.assert_array_equal(a.image, b.image)
+            np.testing.assert_array_equal(a.image, expected)
+
+
+@pytest.fixture(scope="module")
+def gray16(tmp_path_factory):
+    """A tiled uint16 grayscale TIFF of (300, 410), tiles 64."""
+    import tifffile
+
+    rng = np.random.default_rng(11)
+    image = rng.integers(0, 65535, size=(300, 410), dtype=np.uint16)
+    path = tmp_path_factory.mktemp("gray16") / "gray16.tif"
+    tifffile.imwrite(path, image, tile=(64, 64), compression="zlib")
+    return str(path), image
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_non_rgb_tiles_in_parallel_equal_extract_region(gray16, normalize):
+    path, image = gray16
+    with wsikit.open_slide(path) as slide:
+        assert not slide.is_rgb
+        for grid in (dict(shape=64), dict(shape=100, stride=70, pad=True)):
+            parallel = list(slide.generate_tiles(workers=4, normalize=normalize, **grid))
+            sequential = list(slide.generate_tiles(workers=1, normalize=normalize, **grid))
+            for a, b in zip(parallel, sequential, strict=True):
+                expected = slide.extract_region(a.coords, a.image.shape[:2], normalize=normalize)
+                assert a.image.dtype == (np.uint8 if normalize else np.uint16)
+                assert a.image.shape[2:] == (1, 1, 1)
+                np.testing.assert_array_equal(a.image, b.image)
+                np.testing.assert_array_equal(a.image, expected)
+                raw = _expected(image, *a.coords, *a.image.shape[:2])
+                np.testing.assert_array_equal(a.image[..., 0, 0, 0], (raw >> 8).astype(np.uint8) if normalize else raw)

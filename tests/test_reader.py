@@ -443,3 +443,24 @@ def test_a_waiting_cache_reader_runs_a_decode_nobody_started(image):
     value = cache.get(("img", 0, 0), lambda: pytest.fail("the queued decode is the one to run"))
     np.testing.assert_array_equal(value, image[:32, :32])
     assert source.calls == {(0, 0): 1}
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_a_large_read_decodes_its_tiles_on_several_threads(image, workers):
+    source = CountingGrid(image, (16, 16), delay=0.0002)
+    reader = TiledReader(workers=workers)
+    seen = set()
+    decode = source.decode
+
+    def watched(ti, tj):
+        seen.add(threading.current_thread().name)
+        return decode(ti, tj)
+
+    grid = TileGrid("watched", source.grid.shape, (16, 16), (3,), image.dtype, watched)
+    np.testing.assert_array_equal(reader.read(grid, 3, 5, 200, 300), image[3:200, 5:300])
+    assert set(source.calls.values()) == {1}
+    if workers == 1:
+        assert seen == {threading.current_thread().name}
+    else:
+        assert any(name.startswith("wsikit-reader") for name in seen)
+    assert _wait_no_reader_threads() == []
