@@ -29,5 +29,11 @@ demo: setup
 bench: setup
 	$(PY) benchmarks/run.py
 
+# Mutated TIFF and DICOM files, each read in a sandboxed worker, for FUZZ_SECONDS; not part
+# of `make test`. Findings are saved in tests/regressions/found/ (then tested by `make test`).
+FUZZ_SECONDS ?= 600
+fuzz: setup
+	$(PY) -m fuzz.run --seconds $(FUZZ_SECONDS)
+
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -315,7 +315,8 @@ def random_mutation(data: bytes, rng: random.Random, layout: TiffLayout | None =
             order = "little" if (layout is None or layout.order == "<") else "big"
             buf[at : at + size] = (value % 2 ** (8 * size)).to_bytes(size, order)[: max(0, n - at)]
         elif op == 4:
-            del buf[rng.randrange(max(1, n // 2), n):]
+            if n > 1:
+                del buf[rng.randrange(max(1, n // 2), n):]
         elif op == 5:
             start = rng.randrange(n)
             chunk = buf[start : start + rng.randrange(1, 256)]

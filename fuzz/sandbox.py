@@ -86,7 +86,8 @@ class Sandbox:
         self._stderr = tempfile.TemporaryFile()
         self._proc = subprocess.Popen(
             [sys.executable, WORKER, str(self.address_space)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=self._stderr, env=self.env, cwd=ROOT, text=True, bufsize=1)
+            # Not in the repository: a JVM that dies leaves an hs_err_pid*.log where it runs.
+            stderr=self._stderr, env=self.env, cwd=tempfile.gettempdir(), text=True, bufsize=1)
         ready = self._read_line(120.0)
         if ready is None or "ready" not in ready:
             raise RuntimeError(f"fuzz worker did not start: {self._stderr_tail()}")

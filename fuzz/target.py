@@ -100,6 +100,7 @@ def exercise(path: str, backend: str | None = None, tile_shapes: dict | None = N
         for level in range(min(slide.level_count, MAX_LEVELS)):
             shape = tuple((tile_shapes or {}).get(str(level), (256, 256)))
             _read_level(slide, level, shape, pixel_shape, max_tiles, path, out)
+        _read_level_in_threads(slide, tuple((tile_shapes or {}).get("0", (256, 256))), max_tiles, path, out)
         _read_thumbnail(slide, path, out)
         _read_associated(slide, path, out)
     return out
@@ -127,6 +128,26 @@ def _read_level(slide, level, shape, pixel_shape, max_tiles, path, out) -> None:
             problems.append(f"level {level} tile {coords}: skipped with a message that does not name the file: {message}")
     if skipped:
         _check_recovery(slide, level, shape, skipped[0][0], path, out)
+
+
+def _read_level_in_threads(slide, shape, max_tiles, path, out) -> None:
+    """Level 0 again on several threads: the same tiles read, the same ones fail."""
+    problems = out["problems"]
+    try:
+        plan = _first_tiles(slide, 0, shape, max_tiles)
+        tiles = {f"0:{t.coords[0]}:{t.coords[1]}": digest(t.image)
+                 for t in slide.read_plan(plan, workers=3, errors="skip")}
+        skipped = {f"0:{c[0]}:{c[1]}" for c, _ in slide.skipped_tiles}
+    except BaseException as exc:  # noqa: BLE001
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        if "level 0" not in out["errors"]:  # a level that failed alone may fail again
+            _check_error(exc, path, "level 0 on threads", problems)
+        return
+    alone = {k: v for k, v in out["tiles"].items() if k.startswith("0:")}
+    if tiles != alone or skipped != {k for k in out["skipped"] if k.startswith("0:")}:
+        differ = sorted(k for k in set(tiles) | set(alone) if tiles.get(k) != alone.get(k))
+        problems.append(f"level 0 read on threads differs from one thread at tiles {differ[:5]}")
 
 
 def _first_tiles(slide, level, shape, max_tiles):

@@ -10,6 +10,7 @@ import os
 import pickle
 import random
 import sys
+import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -179,7 +180,7 @@ def _run_fork_scenario(path: str, backend: str, what: str) -> dict:
     import subprocess
 
     process = subprocess.Popen([sys.executable, "-c", FORK_SCRIPT, path, backend, what], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, start_new_session=True, cwd=ROOT)
+                               stderr=subprocess.PIPE, text=True, start_new_session=True, cwd=tempfile.gettempdir())
     try:
         out, err = process.communicate(timeout=240)
     except subprocess.TimeoutExpired:
