@@ -192,7 +192,7 @@ class TileCache:
             pending.started = True
         grid, ti, tj = pending.job
         try:
-            value = grid.decode(ti, tj)
+            value = _decoded(grid, ti, tj)
         except BaseException as exc:  # every waiter gets it; a worker thread lives on
             self._fail(key, pending, exc)
             return
@@ -365,7 +365,7 @@ class TiledReader:
         self.workers = workers
 
     def tile(self, grid: TileGrid, ti: int, tj: int) -> np.ndarray:
-        return self.cache.get((grid.key, ti, tj), lambda: grid.decode(ti, tj))
+        return self.cache.get((grid.key, ti, tj), lambda: _decoded(grid, ti, tj))
 
     def read(self, grid: TileGrid, i0: int, j0: int, i1: int, j1: int) -> np.ndarray:
         """Pixels [i0:i1, j0:j1] of the level; the box must lie inside the level.
@@ -648,6 +648,16 @@ def count_uses(boxes: Iterable) -> dict:
         rows, cols = grids[key].grid
         uses[key] = diff.cumsum(axis=0).cumsum(axis=1)[:rows, :cols].astype(np.int32)
     return uses
+
+
+def _decoded(grid: TileGrid, ti: int, tj: int) -> np.ndarray:
+    """``grid.decode(ti, tj)``, refused when its trailing axes are not the grid's (a broken
+    file can decode to one channel where three were declared; numpy would broadcast it)."""
+    tile = grid.decode(ti, tj)
+    if tile.ndim != 2 + len(grid.pixel_shape) or tile.shape[2:] != tuple(grid.pixel_shape):
+        raise ValueError(f"native tile ({ti}, {tj}) decoded to shape {tile.shape}, "
+                         f"the grid says {grid.tile_shape + tuple(grid.pixel_shape)}")
+    return tile
 
 
 def _short_tile(grid: TileGrid, ti: int, tj: int, tile: np.ndarray) -> Exception:

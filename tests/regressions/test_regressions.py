@@ -80,3 +80,20 @@ def test_regression_file_ends_cleanly(sandbox, path):
             step, start = expected[backend]
             got = result["errors"].get(step, "")
             assert got.startswith(start), f"{path.name} with {backend}: {step} gave {got!r}, expected {start!r}...\n{describe(result)}"
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_tiles_of_the_wrong_channel_count_fail_on_every_read_path(workers):
+    """The streaming tile path too: a one-channel tile must not be broadcast into RGB."""
+    import warnings
+
+    import wsikit
+
+    path = HERE / "planar-config-3-jpeg.svs"
+    with wsikit.open_slide(path, backend="tiff") as slide, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tiles = list(slide.generate_tiles(shape=64, workers=workers, errors="skip"))
+        assert not tiles and len(slide.skipped_tiles) == 6
+        assert all("decoded to shape" in reason for _, reason in slide.skipped_tiles)
+        with pytest.raises(wsikit.CorruptSlideError):
+            list(slide.read_regions([(0, 0), (10, 70)], (50, 50), workers=workers))
