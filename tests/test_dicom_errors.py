@@ -130,6 +130,10 @@ def test_missing_total_pixel_matrix_size(written, tmp_path, keyword):
     path = edited(tmp_path, source, lambda ds: delattr(ds, keyword))
     with pytest.raises(CorruptSlideError, match="Total Pixel Matrix"):
         wsikit.open_slide(path, backend="dicom")
+    # Found broken by the DICOM backend, it is not handed on to a reader that would
+    # open it with a wrong shape (Bio-Formats did: 128 x 420).
+    with pytest.raises(CorruptSlideError, match="Total Pixel Matrix"):
+        wsikit.open_slide(path)
 
 
 def test_missing_frame_size(written, tmp_path):

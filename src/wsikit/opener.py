@@ -33,7 +33,6 @@ def open_slide(path, backend: str | None = None, **options) -> SlideBackend:
     if os.path.isfile(path) and not os.access(path, os.R_OK):
         raise PermissionError(13, "Permission denied", path)
     first_error: SlideError | None = None
-    tried = []
     skip: set[str] = set()
     for name in backend_names():
         if name in skip:
@@ -41,7 +40,6 @@ def open_slide(path, backend: str | None = None, **options) -> SlideBackend:
         cls = backend_class_or_none(name)
         if cls is None or not cls.can_read(path):
             continue
-        tried.append(name)
         try:
             return cls(path, **options)
         except LimitError:
@@ -63,7 +61,10 @@ def open_slide(path, backend: str | None = None, **options) -> SlideBackend:
 # Readers not to hand a file that the named backend recognised and found broken: they
 # read the same format with less tolerance, in C, where a crafted file can crash the
 # process (OpenSlide's DICOM parser segfaults on some files the DICOM backend refuses).
-_NO_SECOND_TRY = {"dicom": {"openslide"}}
+# Bio-Formats, the last resort for formats nothing else reads, is never handed a file that
+# a native backend recognised and found broken: it would open it with a wrong shape (a
+# WSI DICOM without its Total Pixel Matrix) or start a JVM only to fail again.
+_NO_SECOND_TRY = {"dicom": {"openslide", "bioformats"}, "tiff": {"bioformats"}, "openslide": {"bioformats"}}
 
 
 def backend_class_or_none(name: str):
