@@ -241,3 +241,17 @@ def test_argument_errors(slide):
         make_plan(slide, 0, mpp=0.5)
     with pytest.raises(ValueError, match="not both"):
         slide.tile_plan(64, mpp=0.5, magnification=20)
+
+
+def test_plan_too_large_for_memory_is_refused(sample_svs):
+    """A plan is held whole; one that would not fit is a LimitError, not a MemoryError."""
+    import wsikit
+
+    slide = wsikit.open_slide(sample_svs)
+    previous = wsikit.set_max_bytes(1_000_000)
+    try:
+        with pytest.raises(wsikit.LimitError, match="tile plan"):
+            slide.tile_plan(8)  # 128 x 192 = 24,576 tiles
+        assert len(slide.tile_plan(256)) == 24  # small plans are unaffected
+    finally:
+        wsikit.set_max_bytes(previous)

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .grid import as_pair, tile_locations
+from .grid import as_pair, grid_shape, tile_locations
+from .limits import check_allocation
 
 #: a level whose resolution is within this fraction of the target counts as the target's
 LEVEL_TOLERANCE = 0.01
@@ -54,6 +55,10 @@ class TileSpec:
     coords0: tuple[int, int]
     mpp: tuple[float, float] | None = None
     tissue: float | None = None
+
+
+# What one TileSpec costs in memory, measured (a frozen dataclass with tuples and floats).
+_PLAN_BYTES_PER_TILE = 700
 
 
 def level_plan(slide, shape, stride=None, pad=False, level=0) -> list[TileSpec]:
@@ -97,6 +102,10 @@ def make_plan(slide, shape=3000, stride=None, pad=False, level=0, *, mpp=None, m
         read_level = slide._check_level(level)
         scale = slide.level_scale(read_level)
         frame = tuple(slide.level_shapes[read_level])
+    # A plan is held whole (it is data to print, filter and send): refuse one that would
+    # not fit, as any other allocation, instead of running out of memory building it.
+    rows, cols = grid_shape(frame, shape, stride, pad)
+    check_allocation((rows * cols,), _PLAN_BYTES_PER_TILE, "tile plan", slide.path)
     locations = np.array(list(tile_locations(frame, shape, stride, pad)), dtype=np.int64).reshape(-1, 2)
     tissue = None
     mask = _resolve_mask(slide, tissue_mask, min_tissue)
