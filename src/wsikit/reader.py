@@ -451,20 +451,27 @@ class TiledReader:
                 pool.shutdown()
 
     def _wait(self, window, signal: _Signal, ahead: int) -> None:
-        """Wait until the head of the window is read, and up to ``ahead`` regions after it:
-        the consumer then takes them in one go instead of waking for every region."""
-        target = window[min(len(window), max(1, ahead)) - 1]
-        # Rather than sleep, decode what these regions need and nobody has started: this
-        # thread is then one more worker, and a decode queued by another stream (maybe one
-        # whose consumer has paused) cannot hold this one up.
-        for k in range(min(len(window), max(1, ahead))):
-            for part in window[k].parts or ():
+        """Return once the head of the window is read.
+
+        Until then this thread decodes, in order, what regions of the window need and
+        nobody has started: it is one more worker rather than a sleeper, and a decode
+        queued by another stream (maybe one whose consumer has paused) cannot hold this one
+        up. It sleeps only when every decode left is under way, and then until ``ahead``
+        regions are read, to take them in one go rather than wake for each.
+        """
+        head = window[0]
+        run = self.cache._run
+        for region in window:
+            for part in region.parts or ():
                 if type(part) is _Pending and not part.started:
                     grid, ti, tj = part.job
-                    self.cache._run((grid.key, ti, tj), part)
-        signal.wait(target)
-        if not window[0].done:
-            signal.wait(window[0])
+                    run((grid.key, ti, tj), part)
+                    if head.done:
+                        return
+        if not head.done:
+            signal.wait(window[min(len(window), max(1, ahead)) - 1])
+            if not head.done:
+                signal.wait(head)
 
     def _start(self, item, box, finish, uses, signal, batch) -> _Region:
         if box is None:
