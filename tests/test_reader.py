@@ -464,3 +464,33 @@ def test_a_large_read_decodes_its_tiles_on_several_threads(image, workers):
     else:
         assert any(name.startswith("wsikit-reader") for name in seen)
     assert _wait_no_reader_threads() == []
+
+
+def test_every_reader_thread_runs_the_exit_hooks(image):
+    from wsikit import reader as reader_module
+
+    ended = []
+    hook = lambda: ended.append(threading.current_thread().name)  # noqa: E731
+    reader_module.THREAD_EXIT_HOOKS.append(hook)
+    try:
+        source = CountingGrid(image, (16, 16))
+        list(_stream(TiledReader(), source, _random_boxes(image.shape, 30, np.random.default_rng(4)), workers=3))
+        assert sorted(ended) == ["wsikit-reader-0", "wsikit-reader-1"]
+        ended.clear()
+        assert list(ordered_map(lambda x: x + 1, range(20), workers=2)) == list(range(1, 21))
+        assert len(ended) == 2
+    finally:
+        reader_module.THREAD_EXIT_HOOKS.remove(hook)
+
+
+def test_ordered_map_raises_a_task_error_at_its_turn():
+    def fail_on_five(x):
+        if x == 5:
+            raise KeyError(x)
+        return x
+
+    gen = ordered_map(fail_on_five, range(20), workers=3)
+    assert [next(gen) for _ in range(5)] == [0, 1, 2, 3, 4]
+    with pytest.raises(KeyError):
+        next(gen)
+    assert _wait_no_reader_threads() == []

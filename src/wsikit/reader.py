@@ -22,7 +22,7 @@ import os
 import queue
 import threading
 from collections import OrderedDict, deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Callable, Hashable, Iterable, Iterator
 
@@ -33,6 +33,9 @@ DEFAULT_CACHE_BYTES = 256 * 1024**2
 LOOKAHEAD_BYTES = 128 * 1024**2
 # A single read touching at least this many native tiles decodes them on every core.
 PARALLEL_READ_TILES = 8
+#: Functions every reader thread calls just before it ends, e.g. to detach the thread from
+#: a JVM it attached to by decoding through Java (an attached thread that ends leaks).
+THREAD_EXIT_HOOKS: list[Callable[[], None]] = []
 
 
 def default_workers() -> int:
@@ -278,12 +281,19 @@ class _Workers:
 
     def _run(self) -> None:
         get = self._queue.get
-        while True:
-            task = get()
-            if task is None:
-                return
-            fn, args = task
-            fn(*args)
+        try:
+            while True:
+                task = get()
+                if task is None:
+                    return
+                fn, args = task
+                fn(*args)
+        finally:
+            for hook in list(THREAD_EXIT_HOOKS):
+                try:
+                    hook()
+                except Exception:  # a hook must not take the pool's shutdown down with it
+                    pass
 
     def shutdown(self) -> None:
         # Work already queued still runs (at most the look-ahead's native tiles), so that
@@ -684,16 +694,29 @@ def ordered_map(fn: Callable, items: Iterable, workers: int | None = None, looka
         return
     lookahead = lookahead or 4 * workers
     pending: deque[Future] = deque()
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wsikit")
+    pool = _Workers(workers)
     try:
         iterator = iter(items)
         for item in iterator:
-            pending.append(pool.submit(fn, item))
+            future: Future = Future()
+            pool.submit(_call_into, future, fn, item)
+            pending.append(future)
             if len(pending) >= lookahead:
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
     finally:
         for future in pending:
-            future.cancel()
-        pool.shutdown(wait=True, cancel_futures=True)
+            future.cancel()  # a task not started yet then does nothing
+        pool.shutdown()
+
+
+def _call_into(future: Future, fn: Callable, item) -> None:
+    if not future.set_running_or_notify_cancel():
+        return
+    try:
+        result = fn(item)
+    except BaseException as exc:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)
