@@ -595,11 +595,6 @@ def _stitch(grid: TileGrid, box, origin, cols: int, tiles: list) -> np.ndarray:
     i0, j0, i1, j1 = box
     th, tw = grid.tile_shape
     ti0, tj0 = origin
-    for k, tile in enumerate(tiles):
-        # numpy would broadcast a (h, w, 1) tile into RGB, or cast another dtype: refuse.
-        if tile.shape[2:] != grid.pixel_shape or tile.dtype != grid.dtype:
-            raise ValueError(f"native tile ({ti0 + k // cols}, {tj0 + k % cols}) decoded to shape {tile.shape} of "
-                             f"{tile.dtype}, the level holds {grid.pixel_shape} {grid.dtype} pixels")
     if len(tiles) == 1:
         tile = tiles[0]
         oi, oj = ti0 * th, tj0 * tw
@@ -674,6 +669,8 @@ def _decoded(grid: TileGrid, ti: int, tj: int) -> np.ndarray:
     if tile.ndim != 2 + len(grid.pixel_shape) or tile.shape[2:] != tuple(grid.pixel_shape):
         raise ValueError(f"native tile ({ti}, {tj}) decoded to shape {tile.shape}, "
                          f"the grid says {grid.tile_shape + tuple(grid.pixel_shape)}")
+    if tile.dtype != grid.dtype:  # stitching would cast it silently
+        raise ValueError(f"native tile ({ti}, {tj}) decoded to {tile.dtype} pixels, the grid holds {grid.dtype}")
     return tile
 
 
