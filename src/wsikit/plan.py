@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from .grid import as_pair, grid_shape, tile_locations
+from .grid import as_pair, grid_shape
 from .limits import check_allocation
 
 #: a level whose resolution is within this fraction of the target counts as the target's
@@ -57,17 +58,66 @@ class TileSpec:
     tissue: float | None = None
 
 
-# What one TileSpec costs in memory, measured (a frozen dataclass with tuples and floats).
-_PLAN_BYTES_PER_TILE = 700
+class Plan(Sequence):
+    """A tile plan: a read-only sequence of :class:`TileSpec`, in reading order.
+
+    Held as a few numpy columns (about 80 bytes a tile) and turned into TileSpecs one at
+    a time as it is read, so that planning a 50,000 x 50,000 slide costs a few MB, not
+    tens, and memory while tiling does not grow with the slide. It pickles as its arrays.
+    """
+
+    __slots__ = ("_table", "_tissue", "level", "shape", "mpp")
+
+    def __init__(self, table: np.ndarray, tissue: np.ndarray | None, level: int, shape, mpp):
+        # table columns: i, j, read_i, read_j, read_h, read_w, i0, j0
+        self._table = np.ascontiguousarray(table, dtype=np.int64).reshape(-1, 8)
+        self._tissue = None if tissue is None else np.asarray(tissue, dtype=np.float64)
+        self.level, self.shape, self.mpp = level, tuple(shape), mpp
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    def _spec(self, row, tissue) -> TileSpec:
+        i, j, ri, rj, rh, rw, i0, j0 = row
+        return TileSpec(coords=(i, j), level=self.level, read_location=(ri, rj), read_size=(rh, rw),
+                        shape=self.shape, coords0=(i0, j0), mpp=self.mpp, tissue=tissue)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[k] for k in range(*index.indices(len(self)))]
+        row = self._table[index].tolist()
+        return self._spec(row, None if self._tissue is None else float(self._tissue[index]))
+
+    def __iter__(self):
+        tissue = self._tissue
+        for k in range(0, len(self._table), 4096):  # tolist in blocks: fast and bounded
+            rows = self._table[k : k + 4096].tolist()
+            fractions = [None] * len(rows) if tissue is None else tissue[k : k + 4096].tolist()
+            for row, t in zip(rows, fractions):
+                yield self._spec(row, t)
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, (Plan, list, tuple)):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+        return NotImplemented
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return f"Plan({len(self)} tiles of {self.shape} from level {self.level})"
 
 
-def level_plan(slide, shape, stride=None, pad=False, level=0) -> list[TileSpec]:
+# What one planned tile costs while the plan is built (the columns plus temporaries).
+_PLAN_BYTES_PER_TILE = 200
+
+
+def level_plan(slide, shape, stride=None, pad=False, level=0) -> Plan:
     """The seed's grid on one level: tiles of ``shape`` every ``stride`` pixels of ``level``."""
     return make_plan(slide, shape, stride, pad, level)
 
 
 def make_plan(slide, shape=3000, stride=None, pad=False, level=0, *, mpp=None, magnification=None,
-              min_tissue: float | None = None, tissue_mask=None) -> list[TileSpec]:
+              min_tissue: float | None = None, tissue_mask=None) -> Plan:
     """The tiles ``slide.generate_tiles`` reads for these arguments, in row-major order.
 
     ``level`` tiles one level in its own pixels; ``mpp`` or ``magnification`` tile the
@@ -106,7 +156,9 @@ def make_plan(slide, shape=3000, stride=None, pad=False, level=0, *, mpp=None, m
     # not fit, as any other allocation, instead of running out of memory building it.
     rows, cols = grid_shape(frame, shape, stride, pad)
     check_allocation((rows * cols,), _PLAN_BYTES_PER_TILE, "tile plan", slide.path)
-    locations = np.array(list(tile_locations(frame, shape, stride, pad)), dtype=np.int64).reshape(-1, 2)
+    grid_i = np.arange(rows, dtype=np.int64) * stride[0]
+    grid_j = np.arange(cols, dtype=np.int64) * stride[1]
+    locations = np.stack([np.repeat(grid_i, cols), np.tile(grid_j, rows)], axis=1)  # row-major
     tissue = None
     mask = _resolve_mask(slide, tissue_mask, min_tissue)
     if mask is not None:
@@ -122,7 +174,7 @@ def make_plan(slide, shape=3000, stride=None, pad=False, level=0, *, mpp=None, m
     return _specs(slide, locations, shape, scale, read_level, tissue, tile_mpp)
 
 
-def _specs(slide, locations: np.ndarray, shape, scale, level: int, tissue, tile_mpp=None) -> list[TileSpec]:
+def _specs(slide, locations: np.ndarray, shape, scale, level: int, tissue, tile_mpp=None) -> Plan:
     si, sj = scale
     li, lj = slide.level_scale(level)
     ri, rj = si / li, sj / lj  # level pixels per frame pixel
@@ -137,15 +189,8 @@ def _specs(slide, locations: np.ndarray, shape, scale, level: int, tissue, tile_
     i0, j0 = np.rint(i * si), np.rint(j * sj)
     mpp0 = slide.mpp
     mpp = tile_mpp if tile_mpp is not None or mpp0 is None else (float(mpp0[0] * si), float(mpp0[1] * sj))
-    columns = zip(i.tolist(), j.tolist(), read_i.astype(np.int64).tolist(), read_j.astype(np.int64).tolist(),
-                  (end_i - read_i).astype(np.int64).tolist(), (end_j - read_j).astype(np.int64).tolist(),
-                  i0.astype(np.int64).tolist(), j0.astype(np.int64).tolist(),
-                  [None] * len(i) if tissue is None else tissue.tolist())
-    return [
-        TileSpec(coords=(a, b), level=level, read_location=(ra, rb), read_size=(ha, wb), shape=shape,
-                 coords0=(a0, b0), mpp=mpp, tissue=t)
-        for a, b, ra, rb, ha, wb, a0, b0, t in columns
-    ]
+    table = np.stack([i, j, read_i, read_j, end_i - read_i, end_j - read_j, i0, j0], axis=1)
+    return Plan(table.astype(np.int64), tissue, level, shape, mpp)
 
 
 def target_scale(slide, *, mpp=None, magnification=None) -> tuple[float, float]:
