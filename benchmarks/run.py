@@ -408,7 +408,7 @@ def main(argv=None) -> int:
     header = ("| method | tiles | tiles/s (median) | range | vs seed | vs bound | sample |\n"
               "|---|---:|---:|---:|---:|---:|---|")
     results: dict = {}
-    lines = [f"\nratios are medians of ratios measured in the same turn (the pairs run back to back)"]
+    lines = ["\nratios are medians of ratios measured in the same turn (the pairs run back to back)"]
     for tile in ("256", "224"):
         group = [c for c in cases if c.group == tile]
         seed_case = next((c for c in group if c.name.startswith("seed")), None)
