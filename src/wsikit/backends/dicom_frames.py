@@ -15,6 +15,8 @@ count, data cut short) is a :class:`CorruptSlideError` that says what is wrong.
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import os
 import struct
 from dataclasses import dataclass
@@ -81,13 +83,14 @@ def pixel_data_element(fd: int, tag_offset: int, path: str, *, explicit_vr: bool
     return PixelDataElement(start, None if length == _UNDEFINED else int(length))
 
 
-class FrameIndex:
+class FrameIndex(ABC):
     """Byte ranges of frames in one file; :meth:`read` returns a frame's codestream."""
 
     count: int
 
+    @abstractmethod
     def read(self, fd: int, k: int) -> bytes | memoryview:
-        raise NotImplementedError
+        """The bytes of frame ``k`` (0-based), read from ``fd``."""
 
 
 class NativeFrames(FrameIndex):
