@@ -7,6 +7,7 @@ of a box that lies wholly inside one level (:meth:`SlideBackend._read_region`).
 """
 from __future__ import annotations
 
+import math
 import os
 import threading
 import warnings
@@ -558,3 +559,16 @@ def average_downsample(shape0, shape) -> float:
 
 
 __all__ = ["SlideBackend", "SkippedTileWarning", "average_downsample"]
+
+
+def positive_float(value) -> float | None:
+    """A metadata value (text, number or Java Number) as a positive finite float, else None.
+
+    The one rule every backend uses for mpp and objective power: a missing, zero,
+    negative or unparsable value means "the file does not say".
+    """
+    try:
+        number = float(value.doubleValue()) if hasattr(value, "doubleValue") else float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if number > 0 and math.isfinite(number) else None

@@ -24,7 +24,7 @@ from ..limits import check_allocation
 from ..pixels import display_rgb, to_uint8
 from ..reader import TileGrid
 from . import java
-from .base import SlideBackend
+from .base import SlideBackend, positive_float
 
 # File name endings Bio-Formats 7 claims (ImageReader.getSuffixes()), less the generic ones
 # (text, XML, archives, logs) that would make every unreadable file start a JVM.
@@ -205,7 +205,7 @@ class BioFormatsBackend(SlideBackend):
         mpp = []
         for getter in (ome.getPixelsPhysicalSizeY, ome.getPixelsPhysicalSizeX):
             length = _optional(getter, s)
-            mpp.append(_positive(_optional(length.value, microns)) if length is not None else None)
+            mpp.append(positive_float(_optional(length.value, microns)) if length is not None else None)
         if all(mpp):
             self._mpp = (mpp[0], mpp[1])
             props["wsikit.mpp-y"], props["wsikit.mpp-x"] = (repr(v) for v in self._mpp)
@@ -232,7 +232,7 @@ class BioFormatsBackend(SlideBackend):
         for i in range(int(_optional(ome.getInstrumentCount) or 0)):
             for o in range(int(_optional(ome.getObjectiveCount, i) or 0)):
                 if wanted is None or _optional_str(ome.getObjectiveID, i, o) == wanted:
-                    return _positive(_optional(ome.getObjectiveNominalMagnification, i, o))
+                    return positive_float(_optional(ome.getObjectiveNominalMagnification, i, o))
         return None
 
     def _add_associated(self, main: _Series) -> None:
@@ -440,12 +440,3 @@ def _optional(getter, *args):
 def _optional_str(getter, *args) -> str | None:
     value = _optional(getter, *args)
     return None if value is None else str(value)
-
-
-def _positive(number) -> float | None:
-    """A Java Number (or None) as a positive finite float, else None."""
-    try:
-        value = float(number.doubleValue()) if hasattr(number, "doubleValue") else float(number)
-    except (TypeError, ValueError):
-        return None
-    return value if value > 0 and np.isfinite(value) else None

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import CorruptSlideError, UnsupportedFormatError
 from ..limits import check_allocation, get_max_bytes
-from .base import SlideBackend
+from .base import SlideBackend, positive_float
 
 
 # OpenSlide's own default tile cache size, shared by all handles of one backend.
@@ -54,11 +54,11 @@ class OpenSlideBackend(SlideBackend):
         self._level_shapes = [(int(h), int(w)) for w, h in slide.level_dimensions]
         self._downsamples = tuple(float(d) for d in slide.level_downsamples)
         self._properties = {str(k): str(v) for k, v in slide.properties.items()}
-        mpp_x = _positive(self._properties.get("openslide.mpp-x"))
-        mpp_y = _positive(self._properties.get("openslide.mpp-y"))
+        mpp_x = positive_float(self._properties.get("openslide.mpp-x"))
+        mpp_y = positive_float(self._properties.get("openslide.mpp-y"))
         if mpp_x and mpp_y:
             self._mpp = (mpp_y, mpp_x)
-        self._objective_power = _positive(self._properties.get("openslide.objective-power"))
+        self._objective_power = positive_float(self._properties.get("openslide.objective-power"))
         self.channel_names = ["R", "G", "B"]
         self._check_native_tiles()
         self._unreadable = _unreadable_tiff_parts(self.path, self._properties, len(self._level_shapes))
@@ -250,11 +250,3 @@ def _close_quietly(slide) -> None:
         slide.close()
     except Exception:
         pass
-
-
-def _positive(value) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if number > 0 else None

@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import CorruptSlideError, SlideError, UnsupportedFormatError
 from ..limits import check_allocation, check_encoded_tile
 from ..reader import TileGrid
-from .base import SlideBackend
+from .base import SlideBackend, positive_float
 from .tiffcheck import ifd_chain_problem
 from .tiff_planes import UnsupportedLayout, plane_layout
 
@@ -144,14 +144,14 @@ class TiffBackend(SlideBackend):
             vendor = "aperio"
             for key, value in _aperio_fields(description).items():
                 props[f"aperio.{key}"] = value
-            mpp = _float(props.get("aperio.MPP"))
+            mpp = positive_float(props.get("aperio.MPP"))
             if mpp:
                 self._mpp = (mpp, mpp)
-            self._objective_power = _float(props.get("aperio.AppMag"))
+            self._objective_power = positive_float(props.get("aperio.AppMag"))
         elif page.is_ndpi:
             vendor = "hamamatsu"
             ndpi = getattr(page, "ndpi_tags", None) or {}
-            self._objective_power = _float(ndpi.get("Magnification"))
+            self._objective_power = positive_float(ndpi.get("Magnification"))
         elif page.is_philips:
             vendor = "philips"
             match = re.search(r'DICOM_PIXEL_SPACING".*?>\s*"?([\d.eE+-]+)"?\s+"?([\d.eE+-]+)', description, re.S)
@@ -175,15 +175,7 @@ class TiffBackend(SlideBackend):
         if _level_layout(page) is None or len(series.shape) > 3:
             return
 
-        def load(series=series, page=page):
-            check_allocation(series.shape, np.dtype(series.dtype).itemsize, f"associated image {name!r}", self.path)
-            try:
-                array = _whole_image(series, self._fd)
-            except Exception as exc:
-                raise CorruptSlideError(self.path, f"associated image {name!r} cannot be decoded: {exc}") from None
-            return _as_rgb(array)
-
-        self._associated[name] = load
+        self._associated[name] = self._associated_loader(name, series)
 
     # -- multi-plane images: OME-TIFF, QPTIFF (levels of one page per z, c, t plane) ------
     def _open_planes(self, layout) -> None:
@@ -236,6 +228,11 @@ class TiffBackend(SlideBackend):
         if len(image.shape) > 3 or np.dtype(image.dtype).kind not in "uifb":
             return
 
+        self._associated[name] = self._associated_loader(name, image)
+
+    def _associated_loader(self, name: str, image):
+        """A function reading the whole associated ``image`` (a tifffile series or page) as RGB."""
+
         def load():
             check_allocation(image.shape, np.dtype(image.dtype).itemsize, f"associated image {name!r}", self.path)
             try:
@@ -244,7 +241,7 @@ class TiffBackend(SlideBackend):
                 raise CorruptSlideError(self.path, f"associated image {name!r} cannot be decoded: {exc}") from None
             return _as_rgb(array)
 
-        self._associated[name] = load
+        return load
 
     def _planes_grid(self, level: int, pages, planes) -> TileGrid:
         """One level of several pages as one grid: a tile holds every (z, c, t) plane.
@@ -504,12 +501,6 @@ def _aperio_fields(description: str) -> dict[str, str]:
     return fields
 
 
-def _float(value) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if number > 0 and np.isfinite(number) else None
 
 
 def _resolution_mpp(page) -> tuple[float, float] | None:

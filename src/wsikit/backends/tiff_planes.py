@@ -13,6 +13,8 @@ import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 
+from .base import positive_float
+
 # OME length units -> microns
 _MICRONS = {"µm": 1.0, "um": 1.0, "micron": 1.0, "nm": 1e-3, "pm": 1e-6, "Å": 1e-4, "mm": 1e3,
             "cm": 1e4, "m": 1e6}
@@ -168,11 +170,11 @@ def _read_ome_image(image, layout: PlaneLayout, root) -> None:
         for instrument in _children(root, "Instrument"):
             for objective in _children(instrument, "Objective"):
                 if objective.get("ID") == settings.get("ID"):
-                    layout.objective_power = _positive(objective.get("NominalMagnification"))
+                    layout.objective_power = positive_float(objective.get("NominalMagnification"))
 
 
 def _ome_length(pixels, name: str) -> float | None:
-    value = _positive(pixels.get(name))
+    value = positive_float(pixels.get(name))
     factor = _MICRONS.get(pixels.get(name + "Unit", "µm"))
     return value * factor if value and factor else None
 
@@ -212,8 +214,8 @@ def _qptiff_layout(tif) -> PlaneLayout:
         for child in root:
             if len(child) == 0 and child.text and child.text.strip():
                 layout.properties[f"qptiff.{child.tag}"] = child.text.strip()
-        layout.objective_power = _positive((root.findtext("Objective") or "").lower().removesuffix("x"))
-        microns = _positive(root.findtext("ScanProfile/root/ScanResolution/PixelSizeMicrons"))
+        layout.objective_power = positive_float((root.findtext("Objective") or "").lower().removesuffix("x"))
+        microns = positive_float(root.findtext("ScanProfile/root/ScanResolution/PixelSizeMicrons"))
         if microns:
             layout.mpp = (microns, microns)
     seen = set()
@@ -257,11 +259,3 @@ def _check_levels(tif, layout: PlaneLayout) -> None:
 def _geometry(page) -> tuple:
     return (page.imagelength, page.imagewidth, page.is_tiled, page.tilelength, page.tilewidth,
             page.rowsperstrip, str(page.dtype), page.samplesperpixel, page.planarconfig)
-
-
-def _positive(text) -> float | None:
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        return None
-    return value if value > 0 and math.isfinite(value) else None
