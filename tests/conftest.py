@@ -24,3 +24,38 @@ def sample_svs(tmp_path_factory) -> str:
 
     path = tmp_path_factory.mktemp("sample") / "sample.svs"
     return write_sample_svs(path, shape=(1024, 1536), factors=(4, 16), tile=256)
+
+
+@pytest.fixture(scope="session")
+def backend_samples(tmp_path_factory):
+    """``get(backend)``: a small sample file that ``backend`` reads (skips when unavailable)."""
+    import sys
+
+    root = str(Path(__file__).resolve().parents[1])
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    from fuzz.samples import backend_unavailable, write_sample
+
+    folder = tmp_path_factory.mktemp("backend-samples")
+    made = {}
+
+    def get(backend):
+        reason = backend_unavailable(backend)
+        if reason:
+            pytest.skip(reason)
+        if backend not in made:
+            made[backend] = write_sample(backend, folder / backend)
+        return made[backend]
+
+    return get
+
+
+def tree_bytes(folder) -> dict[str, bytes]:
+    """Every file under ``folder``: relative path -> contents."""
+    out = {}
+    for root, _, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                out[os.path.relpath(path, folder)] = f.read()
+    return out

@@ -23,26 +23,14 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import wsikit  # noqa: E402
-from fuzz.samples import backend_unavailable, write_sample  # noqa: E402
 
 BACKENDS = ["tiff", "openslide", "dicom", "bioformats"]
 THREADS = 8
 
 
 @pytest.fixture(scope="module")
-def samples(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("concurrency")
-    made = {}
-
-    def get(backend):
-        reason = backend_unavailable(backend)
-        if reason:
-            pytest.skip(reason)
-        if backend not in made:
-            made[backend] = write_sample(backend, folder / backend)
-        return made[backend]
-
-    return get
+def samples(backend_samples):
+    return backend_samples
 
 
 def _open(sample):

@@ -7,6 +7,7 @@ import shutil
 
 import pytest
 
+from conftest import tree_bytes
 from wsikit.distributed import run_jobs
 from wsikit.sample import write_sample_svs
 from wsikit.sinks import SlideJob, TileOptions, assign_folders
@@ -14,14 +15,6 @@ from wsikit.sinks import SlideJob, TileOptions, assign_folders
 pytest.importorskip("distributed")
 
 
-def tree_bytes(folder) -> dict[str, bytes]:
-    out = {}
-    for root, _, files in os.walk(folder):
-        for name in files:
-            path = os.path.join(root, name)
-            with open(path, "rb") as f:
-                out[os.path.relpath(path, folder)] = f.read()
-    return out
 
 
 @pytest.fixture(scope="module")

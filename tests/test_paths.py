@@ -20,7 +20,6 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import wsikit  # noqa: E402
-from fuzz.samples import backend_unavailable, write_sample  # noqa: E402
 
 BACKENDS = ["tiff", "openslide", "dicom", "bioformats"]
 NAMES = ["slide with spaces", "ünïcödé スライド", "🧫 slide 🔬", "  leading and trailing  ", "a'b\"c;&$(d)"]
@@ -28,19 +27,8 @@ IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
 
 @pytest.fixture(scope="module")
-def samples(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("paths")
-    made = {}
-
-    def get(backend):
-        reason = backend_unavailable(backend)
-        if reason:
-            pytest.skip(reason)
-        if backend not in made:
-            made[backend] = write_sample(backend, folder / backend)
-        return made[backend]
-
-    return get
+def samples(backend_samples):
+    return backend_samples
 
 
 def _copy(sample, where: Path) -> Path:

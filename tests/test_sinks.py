@@ -16,19 +16,11 @@ import zarr
 from PIL import Image
 
 import wsikit
+from conftest import tree_bytes
 from wsikit import sinks
 from wsikit.sinks import SlideJob, TileOptions, assign_folders, prepare, slide_stem, tile_slide
 
 
-def tree_bytes(folder) -> dict[str, bytes]:
-    """Every file under ``folder``: relative path -> contents."""
-    out = {}
-    for root, _, files in os.walk(folder):
-        for name in files:
-            path = os.path.join(root, name)
-            with open(path, "rb") as f:
-                out[os.path.relpath(path, folder)] = f.read()
-    return out
 
 
 def read_manifest(folder) -> list[dict]:
