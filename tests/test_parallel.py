@@ -366,3 +366,43 @@ def test_non_rgb_tiles_in_parallel_equal_extract_region(gray16, normalize):
                 np.testing.assert_array_equal(a.image, expected)
                 raw = _expected(image, *a.coords, *a.image.shape[:2])
                 np.testing.assert_array_equal(a.image[..., 0, 0, 0], (raw >> 8).astype(np.uint8) if normalize else raw)
+
+
+@pytest.mark.parametrize("grid", [dict(shape=256), dict(shape=224, stride=150, pad=True),
+                                  dict(shape=100, pad=True, level=1), dict(shape=64, mpp=1.0, pad=True)])
+def test_a_plans_use_counts_equal_a_count_of_its_boxes(svs, grid):
+    """Use counts taken from a plan's arrays equal those counted box by box (they decide
+    which native tiles the reader keeps), boxes partly and wholly outside the level included."""
+    from wsikit.backends.base import _plan_uses
+    from wsikit.reader import count_uses
+
+    slide = wsikit.open_slide(svs[0])
+    plan = slide.tile_plan(**grid)
+    level_grid = slide._level_grid(plan.level)
+    h, w = level_grid.shape
+    boxes = []
+    for spec in plan:
+        (i, j), (bh, bw) = spec.read_location, spec.read_size
+        i0, j0, i1, j1 = max(i, 0), max(j, 0), min(i + bh, h), min(j + bw, w)
+        boxes.append((level_grid, i0, j0, i1, j1) if i0 < i1 and j0 < j1 else None)
+    expected = count_uses(boxes)
+    got = _plan_uses(plan, level_grid)
+    assert got.keys() == expected.keys()
+    for key in expected:
+        np.testing.assert_array_equal(got[key], expected[key])
+
+
+def test_tiles_of_a_plan_and_of_its_list_are_the_same(svs):
+    """A Plan is read through the trusted fast path; a list of its TileSpecs through the checked one."""
+    slide = wsikit.open_slide(svs[0])
+    plan = slide.tile_plan(200, stride=170, pad=True, level=1, tissue_mask=True)
+    fast = list(slide.read_plan(plan))
+    checked = list(slide.read_plan(list(plan)))
+    assert len(fast) == len(checked) == len(plan)
+    for a, b in zip(fast, checked):
+        assert (a.coords, a.level, a.coords0, a.mpp, a.tissue, a.name, a.masks, a.labels) == \
+               (b.coords, b.level, b.coords0, b.mpp, b.tissue, b.name, b.masks, b.labels)
+        np.testing.assert_array_equal(a.image, b.image)
+    with pytest.raises(TypeError, match="coords"):
+        bad = [wsikit.TileSpec((0.5, 0), 0, (0, 0), (8, 8), (8, 8), (0, 0))]
+        list(slide.read_plan(bad))

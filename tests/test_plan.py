@@ -243,15 +243,34 @@ def test_argument_errors(slide):
         slide.tile_plan(64, mpp=0.5, magnification=20)
 
 
-def test_plan_too_large_for_memory_is_refused(sample_svs):
-    """A plan is held whole; one that would not fit is a LimitError, not a MemoryError."""
-    import wsikit
-
+def test_plan_memory_does_not_grow_with_the_grid(sample_svs):
+    """A whole-grid plan holds no per-tile data; a tissue-filtered one holds arrays, and one
+    whose arrays would not fit is a LimitError, not a MemoryError."""
     slide = wsikit.open_slide(sample_svs)
-    previous = wsikit.set_max_bytes(1_000_000)
+    previous = wsikit.set_max_bytes(100_000)
     try:
+        plan = slide.tile_plan(8)  # 128 x 192 = 24,576 tiles
+        assert len(pickle.dumps(plan)) < 2_000
+        h, w = slide.dimensions
+        assert len(plan) == (h // 8) * (w // 8)
+        last = plan[-1]
+        assert last.coords == ((h // 8 - 1) * 8, (w // 8 - 1) * 8) and last.read_size == (8, 8)
+        assert plan[-1] == plan[len(plan) - 1] == list(plan)[-1]
+        with pytest.raises(IndexError):
+            plan[len(plan)]
+        mask = np.ones((h, w), dtype=bool)
         with pytest.raises(wsikit.LimitError, match="tile plan"):
-            slide.tile_plan(8)  # 128 x 192 = 24,576 tiles
-        assert len(slide.tile_plan(256)) == 24  # small plans are unaffected
+            slide.tile_plan(8, tissue_mask=mask)
     finally:
         wsikit.set_max_bytes(previous)
+
+
+def test_plan_take_keeps_the_chosen_entries(sample_svs):
+    slide = wsikit.open_slide(sample_svs)
+    plan = slide.tile_plan(100, stride=60, tissue_mask=True, min_tissue=0.0)
+    positions = [5, 0, len(plan) - 1, 7]
+    part = plan.take(positions)
+    assert list(part) == [plan[k] for k in positions]
+    assert list(part.take([3, 0])) == [plan[7], plan[5]]
+    with pytest.raises(IndexError):
+        plan.take([len(plan)])

@@ -210,3 +210,26 @@ def test_properties_are_read_only(sample_svs):
     with pytest.raises(TypeError):
         slide.properties["x"] = "y"
     assert all(isinstance(k, str) and isinstance(v, str) for k, v in slide.properties.items())
+
+
+def test_large_tile_tables_are_held_compactly_and_tifffile_still_reads_them(tmp_path):
+    """Level tile tables become 8-byte int arrays (not tuples of Python ints); tifffile's
+    own reads of the same page, and wsikit's, still give the file's pixels."""
+    import array
+
+    rng = np.random.default_rng(4)
+    image = rng.integers(0, 255, (544, 528, 3), dtype=np.uint8)  # 34 x 33 = 1,122 tiles of 16
+    path = str(tmp_path / "many-tiles.tif")
+    tifffile.imwrite(path, image, tile=(16, 16), compression="zlib", photometric="rgb")
+    slide = wsikit.open_slide(path)
+    page = slide._tif.pages[0]
+    assert isinstance(page.dataoffsets, array.array) and isinstance(page.databytecounts, array.array)
+    assert page.tags[324].value is page.dataoffsets and page.tags[325].value is page.databytecounts
+    with tifffile.TiffFile(path) as reference:
+        assert list(page.dataoffsets) == list(reference.pages[0].dataoffsets)
+    np.testing.assert_array_equal(page.asarray(), image)
+    np.testing.assert_array_equal(slide.extract_region((0, 0), image.shape[:2]), image)
+    tiles = list(slide.generate_tiles(100, stride=90, pad=True))
+    for tile in tiles:
+        i, j = tile.coords
+        np.testing.assert_array_equal(tile.image[: 544 - i, : 528 - j], image[i : i + 100, j : j + 100])

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import math
 import os
+import struct
 
-from .errors import LimitError
+from .errors import CorruptSlideError, LimitError
 
 DEFAULT_MAX_BYTES = 2 * 1024**3
 _SUFFIXES = {"K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
@@ -76,6 +77,10 @@ _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 _STANDALONE_MARKERS = frozenset(range(0xD0, 0xD9)) | {0x01}
 
 
+_MARKER = struct.Struct(">BBH")  # 0xFF, marker, segment length
+_FRAME = struct.Struct(">BHHB")  # bits, rows, columns, components
+
+
 def jpeg_frame(data: bytes) -> tuple[int, int, int, int] | None:
     """(rows, columns, components, bits) from a JPEG stream's frame header, or None.
 
@@ -86,28 +91,24 @@ def jpeg_frame(data: bytes) -> tuple[int, int, int, int] | None:
         return None
     k = 2
     while k + 4 <= n:
-        if data[k] != 0xFF:
+        ff, marker, length = _MARKER.unpack_from(data, k)
+        if ff != 0xFF:
             return None
-        marker = data[k + 1]
         if marker == 0xFF:  # fill byte
             k += 1
-            continue
-        if marker in _STANDALONE_MARKERS:
+        elif marker in _STANDALONE_MARKERS:
             k += 2
-            continue
-        if marker == 0xDA:  # start of scan: no frame header came first
+        elif marker == 0xDA:  # start of scan: no frame header came first
             return None
-        length = int.from_bytes(data[k + 2 : k + 4], "big")
-        if marker in _SOF_MARKERS:
+        elif marker in _SOF_MARKERS:
             if k + 10 > n or length < 8:
                 return None
-            bits = data[k + 4]
-            rows = int.from_bytes(data[k + 5 : k + 7], "big")
-            cols = int.from_bytes(data[k + 7 : k + 9], "big")
-            return rows, cols, data[k + 9], bits
-        if length < 2:
+            bits, rows, cols, components = _FRAME.unpack_from(data, k + 4)
+            return rows, cols, components, bits
+        elif length < 2:
             return None
-        k += 2 + length
+        else:
+            k += 2 + length
     return None
 
 
@@ -138,9 +139,6 @@ def check_encoded_tile(data: bytes, compression: int, shape, *, path=None, what:
     stream may hold fewer rows. Other compressions pass: their decoders are given the
     output size. ``tables`` is a JPEGTables stream, searched when the tile has no frame.
     """
-    from .errors import CorruptSlideError
-
-    compression = int(compression)
     if compression in JPEG_COMPRESSIONS:
         frame = jpeg_frame(data)
         if frame is None and tables:
@@ -154,7 +152,9 @@ def check_encoded_tile(data: bytes, compression: int, shape, *, path=None, what:
     if frame is None:
         return  # nothing declared: the decoder fails on its own, bounded by the data
     rows, cols, components, bits = frame
-    check_allocation((rows, cols, max(1, components)), 2 if bits > 8 else 1, f"{what} ({kind} header)", path)
+    itemsize = 2 if bits > 8 else 1
+    if rows * cols * max(1, components) * itemsize > _max_bytes:  # the message only when it is needed
+        check_allocation((rows, cols, max(1, components)), itemsize, f"{what} ({kind} header)", path)
     h, w = int(shape[0]), int(shape[1])
     if cols != w or not (rows == h or (not exact and 0 < rows < h)):
         raise CorruptSlideError(path, f"{what}: its {kind} header declares {rows} x {cols} pixels, the file says {h} x {w}")

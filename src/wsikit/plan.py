@@ -61,40 +61,91 @@ class TileSpec:
 class Plan(Sequence):
     """A tile plan: a read-only sequence of :class:`TileSpec`, in reading order.
 
-    Held as a few numpy columns (about 80 bytes a tile) and turned into TileSpecs one at
-    a time as it is read, so that planning a 50,000 x 50,000 slide costs a few MB, not
-    tens, and memory while tiling does not grow with the slide. It pickles as its arrays.
+    A plan is a grid (rows x columns of tiles every ``stride`` pixels of the target frame)
+    and, when a tissue filter dropped tiles, the kept cells' indices. TileSpecs are
+    computed from that a block at a time as the plan is read, so a whole-grid plan costs
+    the same few bytes for any slide and a filtered one 8 bytes a kept tile (16 with
+    tissue fractions): memory while tiling does not grow with the slide. It pickles as
+    those few numbers and arrays.
     """
 
-    __slots__ = ("_table", "_tissue", "level", "shape", "mpp")
+    __slots__ = ("_grid", "_stride", "_scale", "_ratio", "_cells", "_tissue", "level", "shape", "mpp")
 
-    def __init__(self, table: np.ndarray, tissue: np.ndarray | None, level: int, shape, mpp):
-        # table columns: i, j, read_i, read_j, read_h, read_w, i0, j0
-        self._table = np.ascontiguousarray(table, dtype=np.int64).reshape(-1, 8)
-        self._tissue = None if tissue is None else np.asarray(tissue, dtype=np.float64)
-        self.level, self.shape, self.mpp = level, tuple(shape), mpp
+    def __init__(self, grid, stride, shape, scale, ratio, level: int, mpp, cells=None, tissue=None):
+        self._grid = (int(grid[0]), int(grid[1]))  # tiles per column and per row
+        self._stride = (int(stride[0]), int(stride[1]))
+        self._scale = (float(scale[0]), float(scale[1]))  # level-0 pixels per frame pixel
+        self._ratio = (float(ratio[0]), float(ratio[1]))  # read-level pixels per frame pixel
+        self._cells = None if cells is None else np.ascontiguousarray(cells, dtype=np.int64)
+        self._tissue = None if tissue is None else np.ascontiguousarray(tissue, dtype=np.float64)
+        self.level, self.shape, self.mpp = int(level), (int(shape[0]), int(shape[1])), mpp
 
     def __len__(self) -> int:
-        return len(self._table)
+        return self._grid[0] * self._grid[1] if self._cells is None else len(self._cells)
 
-    def _spec(self, row, tissue) -> TileSpec:
-        i, j, ri, rj, rh, rw, i0, j0 = row
-        return TileSpec(coords=(i, j), level=self.level, read_location=(ri, rj), read_size=(rh, rw),
-                        shape=self.shape, coords0=(i0, j0), mpp=self.mpp, tissue=tissue)
+    def _cells_of(self, start: int, stop: int) -> np.ndarray:
+        """Grid cells (row-major flat indices) of plan entries ``start:stop``."""
+        return np.arange(start, stop, dtype=np.int64) if self._cells is None else self._cells[start:stop]
+
+    def _columns(self, cells: np.ndarray) -> np.ndarray:
+        """(n, 8) int64 rows i, j, read_i, read_j, read_h, read_w, i0, j0 of grid cells."""
+        cols = max(1, self._grid[1])
+        i = cells // cols * self._stride[0]
+        j = cells % cols * self._stride[1]
+        h, w = self.shape
+        ri, rj = self._ratio
+        if (ri, rj) == (1.0, 1.0):
+            read_i, read_j, read_h, read_w = i, j, np.full_like(i, h), np.full_like(j, w)
+        else:
+            read_i, read_j = np.rint(i * ri), np.rint(j * rj)
+            read_h = np.maximum(np.rint((i + h) * ri), read_i + 1) - read_i
+            read_w = np.maximum(np.rint((j + w) * rj), read_j + 1) - read_j
+        si, sj = self._scale
+        i0, j0 = np.rint(i * si), np.rint(j * sj)
+        return np.stack([i, j, read_i, read_j, read_h, read_w, i0, j0], axis=1).astype(np.int64)
+
+    def read_boxes(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """(n, 4) int64 boxes read_i, read_j, read_h, read_w (pixels of ``level``) of entries ``start:stop``."""
+        start, stop, _ = slice(start, stop).indices(len(self))
+        return self._columns(self._cells_of(start, max(start, stop)))[:, 2:6]
+
+    def _specs(self, start: int, stop: int) -> list[TileSpec]:
+        rows = self._columns(self._cells_of(start, stop)).tolist()
+        tissue = [None] * len(rows) if self._tissue is None else self._tissue[start:stop].tolist()
+        level, shape, mpp = self.level, self.shape, self.mpp
+        return [TileSpec(coords=(i, j), level=level, read_location=(ri, rj), read_size=(rh, rw), shape=shape,
+                         coords0=(i0, j0), mpp=mpp, tissue=t)
+                for (i, j, ri, rj, rh, rw, i0, j0), t in zip(rows, tissue)]
 
     def __getitem__(self, index):
         if isinstance(index, slice):
-            return [self[k] for k in range(*index.indices(len(self)))]
-        row = self._table[index].tolist()
-        return self._spec(row, None if self._tissue is None else float(self._tissue[index]))
+            start, stop, step = index.indices(len(self))
+            if step == 1:
+                return self._specs(start, max(start, stop))
+            return [self[k] for k in range(start, stop, step)]
+        if isinstance(index, bool) or not isinstance(index, numbers.Integral):
+            raise TypeError(f"plan indices must be integers or slices, got {type(index).__name__}")
+        n = len(self)
+        k = int(index) + n if index < 0 else int(index)
+        if not 0 <= k < n:
+            raise IndexError(f"plan index {index} out of range for a plan of {n} tiles")
+        return self._specs(k, k + 1)[0]
 
     def __iter__(self):
-        tissue = self._tissue
-        for k in range(0, len(self._table), 4096):  # tolist in blocks: fast and bounded
-            rows = self._table[k : k + 4096].tolist()
-            fractions = [None] * len(rows) if tissue is None else tissue[k : k + 4096].tolist()
-            for row, t in zip(rows, fractions):
-                yield self._spec(row, t)
+        # Small blocks: numpy's per-call cost is shared by many tiles, and no more than a
+        # few hundred TileSpecs (~500 bytes each) exist at once.
+        for start in range(0, len(self), 256):
+            yield from self._specs(start, min(start + 256, len(self)))
+
+    def take(self, positions) -> Plan:
+        """The plan of the entries at ``positions`` (in that order), e.g. those not yet written."""
+        positions = np.asarray(positions, dtype=np.int64).reshape(-1)
+        if positions.size and (positions.min() < 0 or positions.max() >= len(self)):
+            raise IndexError(f"plan positions must be in [0, {len(self)}), got {positions.min()}..{positions.max()}")
+        cells = positions if self._cells is None else self._cells[positions]
+        tissue = None if self._tissue is None else self._tissue[positions]
+        return Plan(self._grid, self._stride, self.shape, self._scale, self._ratio, self.level, self.mpp,
+                    cells, tissue)
 
     def __eq__(self, other) -> bool:
         if isinstance(other, (Plan, list, tuple)):
@@ -107,8 +158,10 @@ class Plan(Sequence):
         return f"Plan({len(self)} tiles of {self.shape} from level {self.level})"
 
 
-# What one planned tile costs while the plan is built (the columns plus temporaries).
-_PLAN_BYTES_PER_TILE = 200
+# What a tissue-filtered plan holds per grid cell while it is built (fractions, indices).
+_MASKED_BYTES_PER_TILE = 24
+# Grid cells handled at once while planning and reading a plan.
+_BLOCK = 8192
 
 
 def level_plan(slide, shape, stride=None, pad=False, level=0) -> Plan:
@@ -152,45 +205,37 @@ def make_plan(slide, shape=3000, stride=None, pad=False, level=0, *, mpp=None, m
         read_level = slide._check_level(level)
         scale = slide.level_scale(read_level)
         frame = tuple(slide.level_shapes[read_level])
-    # A plan is held whole (it is data to print, filter and send): refuse one that would
-    # not fit, as any other allocation, instead of running out of memory building it.
     rows, cols = grid_shape(frame, shape, stride, pad)
-    check_allocation((rows * cols,), _PLAN_BYTES_PER_TILE, "tile plan", slide.path)
-    grid_i = np.arange(rows, dtype=np.int64) * stride[0]
-    grid_j = np.arange(cols, dtype=np.int64) * stride[1]
-    locations = np.stack([np.repeat(grid_i, cols), np.tile(grid_j, rows)], axis=1)  # row-major
-    tissue = None
+    tile_scale = slide.level_scale(read_level)
+    ratio = (scale[0] / tile_scale[0], scale[1] / tile_scale[1])  # read-level pixels per frame pixel
+    # The mpp asked for is the tiles' mpp, exactly (not the product of two rounded ratios).
+    mpp0 = slide.mpp
+    if mpp is not None:
+        tile_mpp = _positive_pair(mpp, "mpp")
+    else:
+        tile_mpp = None if mpp0 is None else (float(mpp0[0] * scale[0]), float(mpp0[1] * scale[1]))
+    cells = tissue = None
     mask = _resolve_mask(slide, tissue_mask, min_tissue)
     if mask is not None:
-        si, sj = scale
-        boxes0 = np.stack([locations[:, 0] * si, locations[:, 1] * sj,
-                           (locations[:, 0] + shape[0]) * si, (locations[:, 1] + shape[1]) * sj], axis=1)
-        tissue = np.round(mask.fractions(boxes0), 6)
+        # Every cell's tissue fraction is held (and the kept cells' indices): refuse a grid
+        # whose arrays would not fit, as any other allocation, instead of running out of memory.
+        check_allocation((rows * cols,), _MASKED_BYTES_PER_TILE, "tile plan", slide.path)
+        tissue = np.concatenate([_tissue_fractions(mask, start, min(start + _BLOCK, rows * cols), cols, stride,
+                                                   shape, scale)
+                                 for start in range(0, rows * cols, _BLOCK)] or [np.zeros(0)])
         if min_tissue is not None:
-            keep = tissue >= min_tissue
-            locations, tissue = locations[keep], tissue[keep]
-    # The mpp asked for is the tiles' mpp, exactly (not the product of two rounded ratios).
-    tile_mpp = _positive_pair(mpp, "mpp") if mpp is not None else None
-    return _specs(slide, locations, shape, scale, read_level, tissue, tile_mpp)
+            cells = np.flatnonzero(tissue >= min_tissue)
+            tissue = tissue[cells]
+    return Plan((rows, cols), stride, shape, scale, ratio, read_level, tile_mpp, cells, tissue)
 
 
-def _specs(slide, locations: np.ndarray, shape, scale, level: int, tissue, tile_mpp=None) -> Plan:
+def _tissue_fractions(mask, start: int, stop: int, cols: int, stride, shape, scale) -> np.ndarray:
+    """Tissue fractions (rounded to 1e-6) of grid cells ``start:stop`` of a plan's grid."""
+    cells = np.arange(start, stop, dtype=np.int64)
+    i, j = cells // cols * stride[0], cells % cols * stride[1]
     si, sj = scale
-    li, lj = slide.level_scale(level)
-    ri, rj = si / li, sj / lj  # level pixels per frame pixel
-    i, j = locations[:, 0], locations[:, 1]
-    if (ri, rj) == (1.0, 1.0):
-        read_i, read_j = i, j
-        end_i, end_j = i + shape[0], j + shape[1]
-    else:
-        read_i, read_j = np.rint(i * ri), np.rint(j * rj)
-        end_i = np.maximum(np.rint((i + shape[0]) * ri), read_i + 1)
-        end_j = np.maximum(np.rint((j + shape[1]) * rj), read_j + 1)
-    i0, j0 = np.rint(i * si), np.rint(j * sj)
-    mpp0 = slide.mpp
-    mpp = tile_mpp if tile_mpp is not None or mpp0 is None else (float(mpp0[0] * si), float(mpp0[1] * sj))
-    table = np.stack([i, j, read_i, read_j, end_i - read_i, end_j - read_j, i0, j0], axis=1)
-    return Plan(table.astype(np.int64), tissue, level, shape, mpp)
+    boxes0 = np.stack([i * si, j * sj, (i + shape[0]) * si, (j + shape[1]) * sj], axis=1)
+    return np.round(mask.fractions(boxes0), 6)
 
 
 def target_scale(slide, *, mpp=None, magnification=None) -> tuple[float, float]:

@@ -47,7 +47,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .plan import TileSpec
+from .plan import Plan, TileSpec
 
 MANIFEST = "tiles.csv"
 JOB_FILE = "job.json"
@@ -126,7 +126,7 @@ class SlidePart:
     """A slide's tile plan: the unit of work a worker receives."""
 
     job: SlideJob
-    plan: tuple[TileSpec, ...]
+    plan: Plan  # a plan pickles as a few arrays, not one object per tile
 
     @property
     def digest(self) -> str:
@@ -260,7 +260,7 @@ def plan_part(job: SlideJob) -> SlidePart:
 
     with open_slide(job.slide, backend=job.options.backend) as slide:
         plan = slide.tile_plan(**job.options.plan_kwargs())
-    return SlidePart(job, tuple(plan))
+    return SlidePart(job, plan)
 
 
 def plan_digest(plan) -> str:
@@ -308,18 +308,19 @@ def write_part(part: SlidePart, progress=None) -> SlideResult:
             writer = _ZarrWriter(folder, len(plan), options.shape, pixel, _slide_attributes(slide, options, pixel))
         else:
             writer = _ImageWriter(folder, options)
-        todo = [k for k in range(len(plan)) if not writer.has(k, plan[k])]
+        todo = [k for k, spec in enumerate(plan) if not writer.has(k, spec)]
         done = len(plan) - len(todo)
         if progress is not None:
             progress(done)
-        tiles = slide.read_plan([plan[k] for k in todo], workers=job.read_workers)
+        rest = plan.take(todo)
+        tiles = slide.read_plan(rest, workers=job.read_workers)
 
         def write(item):
-            k, tile = item
-            writer.write(k, plan[k], _as_channels_last(tile.image, pixel[0]))
+            k, spec, tile = item
+            writer.write(k, spec, _as_channels_last(tile.image, pixel[0]))
             return k
 
-        for _ in ordered_map(write, zip(todo, tiles), job.read_workers):
+        for _ in ordered_map(write, zip(todo, rest, tiles), job.read_workers):
             done += 1
             if progress is not None:
                 progress(done)

@@ -82,6 +82,17 @@ class Tile:
         self.masks = masks
         self.labels = labels
 
+    @classmethod
+    def _read(cls, image: np.ndarray, coords: tuple[int, int], level: int, coords0: tuple[int, int],
+              mpp: tuple[float, float] | None, tissue: float | None) -> Tile:
+        """A tile as a reader makes it, from values wsikit itself computed and checked
+        (a plan's TileSpec): skips the argument checks, which cost more than the rest of
+        handing a tile over when tiles come at thousands a second."""
+        tile = cls.__new__(cls)
+        tile.image, tile.coords, tile.level, tile.coords0 = image, coords, level, coords0
+        tile.mpp, tile.tissue, tile.name, tile.masks, tile.labels = mpp, tissue, None, {}, {}
+        return tile
+
     @property
     def shape(self) -> tuple[int, ...]:
         return self.image.shape

@@ -22,7 +22,8 @@ from ..errors import CorruptSlideError, SlideError
 from ..grid import as_int, as_pair, clip_box
 from ..limits import check_allocation
 from ..pixels import block_mean, display_rgb, resize_area, to_uint8
-from ..reader import DEFAULT_CACHE_BYTES, TiledReader, TileGrid, count_uses, ordered_map
+from ..plan import Plan
+from ..reader import DEFAULT_CACHE_BYTES, TiledReader, TileGrid, UseCounter, count_uses, ordered_map
 from ..tile import Tile
 
 
@@ -397,6 +398,7 @@ class SlideBackend(ABC):
         normalize = bool(normalize)
         self.skipped_tiles: list[tuple[tuple[int, int], str]] = []
         skip = errors == "skip"
+        trusted = isinstance(plan, Plan)  # made by make_plan: its values need no second check
 
         def where(spec):
             return spec.level, spec.read_location, spec.read_size, spec.shape
@@ -409,7 +411,10 @@ class SlideBackend(ABC):
                     self.skipped_tiles.append((spec.coords, str(error)))
                     warnings.warn(f"skipped tile {spec.coords}: {error}", SkippedTileWarning, stacklevel=2)
                     continue
-                yield Tile(image, spec.coords, spec.level, coords0=spec.coords0, mpp=spec.mpp, tissue=spec.tissue)
+                if trusted:
+                    yield Tile._read(image, spec.coords, spec.level, spec.coords0, spec.mpp, spec.tissue)
+                else:
+                    yield Tile(image, spec.coords, spec.level, coords0=spec.coords0, mpp=spec.mpp, tissue=spec.tissue)
 
         return tiles()
 
@@ -468,8 +473,10 @@ class SlideBackend(ABC):
             return array if size == shape else self._resample(array, shape)
 
         uses = None
-        if isinstance(items, (Sequence, np.ndarray)):
-            # Knowing every native tile's uses lets the reader cache only tiles used again.
+        # Knowing every native tile's uses lets the reader cache only tiles used again.
+        if isinstance(items, Plan):
+            uses = _plan_uses(items, grids[items.level])
+        elif isinstance(items, (Sequence, np.ndarray)):
             def boxes():
                 for job in jobs(items):
                     try:
@@ -551,6 +558,19 @@ class SlideBackend(ABC):
     # -- helpers for backends ------------------------------------------------------------
     def _corrupt(self, reason: str) -> CorruptSlideError:
         return CorruptSlideError(self.path, reason)
+
+
+def _plan_uses(plan: Plan, grid) -> dict:
+    """:func:`~wsikit.reader.count_uses` for a plan, counted from its arrays a block at a time."""
+    counter = UseCounter()
+    h, w = grid.shape
+    for start in range(0, len(plan), 8192):  # blocks of a few hundred KB
+        b = plan.read_boxes(start, start + 8192)
+        i0, j0 = np.maximum(b[:, 0], 0), np.maximum(b[:, 1], 0)
+        i1, j1 = np.minimum(b[:, 0] + b[:, 2], h), np.minimum(b[:, 1] + b[:, 3], w)
+        inside = (i0 < i1) & (j0 < j1)  # boxes wholly outside the level read nothing
+        counter.add(grid, np.stack([i0, j0, i1, j1], axis=1)[inside])
+    return counter.counts()
 
 
 def average_downsample(shape0, shape) -> float:

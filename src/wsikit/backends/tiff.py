@@ -7,6 +7,7 @@ read in its own pixel frame, whatever its downsample.
 """
 from __future__ import annotations
 
+import array
 import os
 import re
 import threading
@@ -253,6 +254,7 @@ class TiffBackend(SlideBackend):
         for page in pages:
             if page is not None:
                 page.decode  # noqa: B018  (tifffile builds it lazily, not thread-safely)
+                _compact_tables(page)
         shape = (int(key.imagelength), int(key.imagewidth))
         if key.is_tiled:
             tile_shape = (int(key.tilelength), int(key.tilewidth))
@@ -295,6 +297,7 @@ class TiffBackend(SlideBackend):
     def _tile_grid(self, level: int, page) -> TileGrid:
         # tifffile builds page.decode lazily and not thread-safely: build it here, once.
         page.decode  # noqa: B018
+        _compact_tables(page)
         shape = (int(page.imagelength), int(page.imagewidth))
         if page.is_tiled:
             tile_shape = (int(page.tilelength), int(page.tilewidth))
@@ -390,6 +393,29 @@ class TiffBackend(SlideBackend):
         handle.close()
         handle.open()
         handle.set_lock(locked)
+
+
+def _compact_tables(page) -> None:
+    """Hold a level page's tile offsets and byte counts as arrays of 8-byte ints.
+
+    tifffile keeps them as tuples of Python ints, about 80 bytes a tile for the two; a
+    100,000 x 100,000 slide of 256-pixel tiles has 150,000 tiles at level 0 alone, so the
+    tables would be most of what tiling holds and grow with the slide. ``array.array``
+    stays a sequence of ints for tifffile's own code (indexing, len, truth, iteration).
+    """
+    for name, codes in (("dataoffsets", (324, 273)), ("databytecounts", (325, 279))):
+        values = getattr(page, name, None)
+        if not isinstance(values, tuple) or len(values) < 1024:
+            continue
+        try:
+            table = array.array("Q", values)
+        except (OverflowError, TypeError):  # not plain non-negative 64-bit ints: keep tifffile's
+            continue
+        setattr(page, name, table)
+        for code in codes:  # the tag holds the same tuple: replace it too, or it stays alive
+            tag = page.tags.get(code)
+            if tag is not None and tag.value is values:
+                tag.value = table
 
 
 def _whole_image(image, fd: int) -> np.ndarray:
