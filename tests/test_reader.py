@@ -198,13 +198,24 @@ def test_read_equals_the_image_for_random_boxes(image, padded):
     assert set(source.calls.values()) == {1}
 
 
-def test_a_whole_native_tile_is_the_cached_tile_itself(image):
+def test_a_whole_native_tile_is_the_decoded_tile_itself_and_not_kept(image):
+    """No copy for a box equal to one native tile; such a tile is not cached (it is likely
+    read once), while tiles a box uses in part are (its neighbours are likely to need them)."""
+    decoded = []
     source = CountingGrid(image, (64, 48))
+    grid = TileGrid("img", source.grid.shape, source.grid.tile_shape, source.grid.pixel_shape, source.grid.dtype,
+                    lambda ti, tj: decoded.append(source.decode(ti, tj)) or decoded[-1])
     reader = TiledReader()
-    a = reader.read(source.grid, 64, 48, 128, 96)
-    b = reader.read(source.grid, 64, 48, 128, 96)
-    assert a is b and not a.flags.writeable
+    a = reader.read(grid, 64, 48, 128, 96)
+    assert a is decoded[-1] and not a.flags.writeable
     np.testing.assert_array_equal(a, image[64:128, 48:96])
+    assert len(reader.cache) == 0
+    b = reader.read(grid, 64, 48, 128, 96)
+    assert b is decoded[-1] and b is not a and len(decoded) == 2
+    reader.read(grid, 70, 50, 100, 90)  # a part of the same tile: kept
+    assert len(reader.cache) == 1 and len(decoded) == 3
+    c = reader.read(grid, 64, 48, 128, 96)
+    assert c is decoded[-1] and len(decoded) == 3  # now served from the cache, still without a copy
 
 
 def test_a_short_native_tile_is_an_error(image):

@@ -24,6 +24,7 @@ import threading
 from collections import OrderedDict, deque
 from concurrent.futures import Future
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable, Hashable, Iterable, Iterator
 
 import numpy as np
@@ -122,9 +123,10 @@ class TileCache:
             self._items.clear()
             self._bytes = 0
 
-    def get(self, key: Hashable, make: Callable[[], np.ndarray]) -> np.ndarray:
-        """The cached value of ``key``, made (once, whoever asks at the same time) when missing."""
-        value, pending, owner = self._claim(key, True)
+    def get(self, key: Hashable, make: Callable[[], np.ndarray], keep: bool = True) -> np.ndarray:
+        """The cached value of ``key``, made (once, whoever asks at the same time) when missing
+        and then kept unless ``keep`` is False."""
+        value, pending, owner = self._claim(key, keep)
         if value is not None:
             return value
         if not owner:
@@ -374,14 +376,12 @@ class TiledReader:
         #: threads that decode the native tiles of one large ``read`` (None: every core)
         self.workers = workers
 
-    def tile(self, grid: TileGrid, ti: int, tj: int) -> np.ndarray:
-        return self.cache.get((grid.key, ti, tj), lambda: _decoded(grid, ti, tj))
-
     def read(self, grid: TileGrid, i0: int, j0: int, i1: int, j1: int) -> np.ndarray:
         """Pixels [i0:i1, j0:j1] of the level; the box must lie inside the level.
 
-        A box equal to one whole native tile returns the cached tile itself (read-only,
-        no copy); anything else is a new array.
+        A box equal to one whole native tile returns the decoded tile itself (read-only,
+        no copy; not kept in the cache unless it was there already); anything else is a
+        new array.
         """
         th, tw = grid.tile_shape
         ti0, ti1 = i0 // th, (i1 - 1) // th
@@ -393,7 +393,15 @@ class TiledReader:
             if error is not None:
                 raise error
             return value
-        tiles = [self.tile(grid, ti, tj) for ti in range(ti0, ti1 + 1) for tj in range(tj0, tj1 + 1)]
+        cache = self.cache
+        tiles = []
+        for ti in range(ti0, ti1 + 1):
+            for tj in range(tj0, tj1 + 1):
+                # As in a stream whose future is unknown: keep the tiles this box uses in
+                # part, which the next boxes are likely to need; a tile used whole is
+                # likely read once, and keeping it would only push out the useful ones.
+                _, keep = self._uses(None, grid, ti, tj, i0, j0, i1, j1)
+                tiles.append(cache.get((grid.key, ti, tj), partial(_decoded, grid, ti, tj), keep))
         return _stitch(grid, (i0, j0, i1, j1), (ti0, tj0), tj1 - tj0 + 1, tiles)
 
     def stream(self, items: Iterable, box_of: Callable, finish: Callable, *, workers: int | None = None,
