@@ -91,13 +91,30 @@ def resize_area(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.stack(planes, axis=2)
 
 
-def area_weights(n_in: int, n_out: int) -> np.ndarray:
-    """(n_out, n_in) matrix averaging input pixels by the area each output pixel covers."""
+def area_weights(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """How ``n_out`` pixels average ``n_in`` by area, as bands: (pixels, weights), both
+    (n_out, span): output pixel k is the sum over d of ``weights[k, d] * input[pixels[k, d]]``.
+
+    An output pixel covers at most ``span`` consecutive input pixels (about n_in / n_out + 1),
+    so this is the nonzero part of the (n_out, n_in) weight matrix, without the zeros that
+    made a dense product cost hundreds of times more.
+    """
     edges = np.linspace(0.0, n_in, n_out + 1)
     lo, hi = edges[:-1, None], edges[1:, None]
-    pix = np.arange(n_in, dtype=np.float64)[None, :]
-    overlap = np.clip(np.minimum(hi, pix + 1) - np.maximum(lo, pix), 0.0, None)
-    return overlap / overlap.sum(axis=1, keepdims=True)
+    first = np.minimum(np.floor(lo), n_in - 1).astype(np.int64)
+    span = int(np.max(np.ceil(hi).astype(np.int64) - first))
+    pixels = first + np.arange(max(1, span), dtype=np.int64)[None, :]
+    overlap = np.clip(np.minimum(hi, pixels + 1) - np.maximum(lo, pixels), 0.0, None)
+    weights = overlap / overlap.sum(axis=1, keepdims=True)
+    return np.minimum(pixels, n_in - 1), weights  # past the edge the weight is 0
+
+
+def _average_first_axis(data: np.ndarray, n_out: int) -> np.ndarray:
+    """Area-average the first axis of ``data`` to ``n_out`` pixels, as float64."""
+    pixels, weights = area_weights(data.shape[0], n_out)
+    # Gather each output pixel's band (n_out, span, ...) and sum it with its weights;
+    # einsum without optimize is a plain C loop (no BLAS threads fighting the readers').
+    return np.einsum("ks,ks...->k...", weights, np.take(data, pixels, axis=0))
 
 
 def resample_area(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -112,21 +129,25 @@ def resample_area(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     H, W = image.shape[:2]
     if H % h == 0 and W % w == 0 and np.issubdtype(image.dtype, np.integer) and image.dtype.itemsize <= 4:
         # Whole-pixel blocks (tiling 0.25 mpp scans at 0.5 mpp): exact integer block sums,
-        # far faster than the weight matrices below, which BLAS threads make slow for tiles.
+        # faster still than the banded weights below.
         fi, fj = H // h, W // w
-        small = image.dtype.itemsize <= 2 and fi * fj <= 65536 and np.issubdtype(image.dtype, np.unsignedinteger)
-        sums = np.zeros((h, w) + image.shape[2:], dtype=np.uint32 if small else np.int64)
-        for di in range(fi):
-            for dj in range(fj):
-                sums += image[di::fi, dj::fj]
-        info = np.iinfo(image.dtype)
-        return np.clip(np.rint(sums / (fi * fj)), info.min, info.max).astype(image.dtype)
-    wi = area_weights(image.shape[0], h)
-    wj = area_weights(image.shape[1], w)
-    data = image.astype(np.float64)
-    out = np.tensordot(wi, data, axes=(1, 0))           # (h, W, ...)
-    out = np.moveaxis(np.tensordot(wj, out, axes=(1, 1)), 0, 1)  # (h, w, ...)
+        unsigned = np.issubdtype(image.dtype, np.unsignedinteger)
+        total = np.uint32 if unsigned and image.dtype.itemsize <= 2 and fi * fj <= 65536 else np.int64
+        # Rows first, then columns: whole rows are added at a time (fast), and the column
+        # pass then works on an array fi times smaller.
+        rows = image[0::fi].astype(total)
+        for d in range(1, fi):
+            rows += image[d::fi]
+        sums = np.ascontiguousarray(rows[:, 0::fj])
+        for d in range(1, fj):
+            sums += rows[:, d::fj]
+        # float32 holds 8-bit sums and their halves exactly; the mean of integers lies
+        # between their extremes, so rounding it needs no clipping.
+        exact32 = image.dtype.itemsize == 1 and fi * fj <= 65536
+        return np.rint(np.divide(sums, fi * fj, dtype=np.float32 if exact32 else np.float64)).astype(image.dtype)
+    rows = _average_first_axis(image, h)  # (h, W, ...)
+    out = _average_first_axis(rows.swapaxes(0, 1), w).swapaxes(0, 1)  # (h, w, ...)
     if np.issubdtype(image.dtype, np.integer):
         info = np.iinfo(image.dtype)
         out = np.clip(np.rint(out), info.min, info.max)
-    return out.astype(image.dtype)
+    return out.astype(image.dtype, order="C")
