@@ -295,3 +295,19 @@ def test_forked_child_gets_a_clear_error(open_bf, ome_files):
     assert message.startswith("BackendUnavailableError") and "fork" in message
     assert os.getpid() == java._started_pid  # the parent still reads
     assert slide.extract_region((0, 0), (8, 8)).shape == (8, 8, 3, 4, 2)
+
+
+def test_reader_threads_leave_the_jvm_when_they_end(open_bf, ome_files):
+    """Each tiling starts reader threads that call Java; ended attached, each would leak
+    a Java thread (JPype attaches on first use and never detaches by itself)."""
+    import jpype
+
+    path, _ = ome_files["uint16"]
+    slide = open_bf(path, cache_bytes=0)
+    threads = jpype.JClass("java.lang.management.ManagementFactory").getThreadMXBean()
+    list(slide.generate_tiles(32, workers=3))
+    before = int(threads.getThreadCount())
+    for _ in range(5):
+        list(slide.generate_tiles(32, workers=3))
+        list(slide.read_regions([(0, 0), (40, 40), (80, 80)], (32, 32), workers=3))
+    assert int(threads.getThreadCount()) <= before

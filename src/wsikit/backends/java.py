@@ -148,6 +148,7 @@ def ensure_jvm() -> None:
                     None, "a Java VM was already started in this process without the Bio-Formats jar; "
                     f"start it with {jar} on its class path, or let wsikit start it")
             _started_pid = os.getpid()
+            _detach_ending_reader_threads()
             return
         library = jvm_library()
         arguments = [f"-Xmx{jvm_heap()}", "-Djava.awt.headless=true"]
@@ -160,6 +161,29 @@ def ensure_jvm() -> None:
             raise BackendUnavailableError(None, f"the Java VM did not start ({library}): {exc}") from None
         _started_pid = os.getpid()
         _quiet_logging(jpype)
+        _detach_ending_reader_threads()
+
+
+def _detach_ending_reader_threads() -> None:
+    """Have wsikit's reader threads leave the JVM before they end.
+
+    JPype attaches a thread to the JVM the first time it calls Java and never detaches
+    it; a thread that ends attached leaks its Java side (each tiling starts new reader
+    threads, so a long pipeline over Bio-Formats slides would leak a thread per slide).
+    """
+    from ..reader import THREAD_EXIT_HOOKS
+
+    if _detach_current_thread not in THREAD_EXIT_HOOKS:
+        THREAD_EXIT_HOOKS.append(_detach_current_thread)
+
+
+def _detach_current_thread() -> None:
+    if not jvm_started_here():
+        return
+    import jpype
+
+    if jpype.isJVMStarted() and jpype.java.lang.Thread.isAttached():
+        jpype.java.lang.Thread.detach()
 
 
 def _bioformats_loadable(jpype) -> bool:
