@@ -197,6 +197,9 @@ def test_qptiff_pyramid_levels_are_resolutions_not_series(open_bf, tmp_path):
     for name in slide.associated_images:
         np.testing.assert_array_equal(slide.associated_images[name], native.associated_images[name])
     native.close()
+    # series= is a Bio-Formats option: detection passes the native reader over for it
+    with wsikit.open_slide(path, series=0) as by_series:
+        assert isinstance(by_series, wsikit.BioFormatsBackend) and by_series.level_shapes == slide.level_shapes
 
 
 def test_ome_tiff_metadata_and_series_option(open_bf, ome_files):
