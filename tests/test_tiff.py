@@ -233,3 +233,24 @@ def test_large_tile_tables_are_held_compactly_and_tifffile_still_reads_them(tmp_
     for tile in tiles:
         i, j = tile.coords
         np.testing.assert_array_equal(tile.image[: 544 - i, : 528 - j], image[i : i + 100, j : j + 100])
+
+
+def test_sample_texture_is_drawn_in_bands_without_changing_it(monkeypatch):
+    """tissue_texture draws its random numbers band by band (bounded memory); the picture
+    must be the one a single whole-image draw gives, whatever the band height."""
+    from wsikit import sample
+
+    shape = (301, 211)
+    monkeypatch.setattr(sample, "TEXTURE_BAND_BYTES", 211 * 24 * 7)  # bands of 7 rows
+    whole = sample.tissue_texture(shape, seed=5)
+    rng = np.random.default_rng(5)
+    h, w = shape
+    coarse = rng.random((max(2, h // 256 + 2), max(2, w // 256 + 2))).astype(np.float32)
+    tissue = sample._upsample(coarse, shape)
+    tissue = tissue > np.quantile(tissue, 1.0 - 0.45)
+    fine = sample._upsample(rng.random((max(2, h // 16 + 2), max(2, w // 16 + 2))).astype(np.float32), shape)
+    stain = np.array([232, 150, 190], np.float32) * (1 - fine[..., None]) + np.array([120, 60, 150], np.float32) * fine[..., None]
+    stain[rng.random((h, w)) > 0.985] = np.array([70, 30, 110], np.float32)
+    image = np.where(tissue[..., None], stain, np.array([242, 242, 240], np.float32))
+    image += rng.normal(0, 6, size=image.shape).astype(np.float32)
+    np.testing.assert_array_equal(whole, np.clip(image, 0, 255).astype(np.uint8))

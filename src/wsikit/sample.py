@@ -11,6 +11,10 @@ import os
 import numpy as np
 
 
+# float64 noise of one band of rows of tissue_texture, in bytes
+TEXTURE_BAND_BYTES = 32 * 1024**2
+
+
 def tissue_texture(shape: tuple[int, int], seed: int = 0, tissue_fraction: float = 0.45) -> np.ndarray:
     """An (h, w, 3) uint8 H&E-like picture: stained tissue blobs and nuclei on white glass."""
     rng = np.random.default_rng(seed)
@@ -24,12 +28,21 @@ def tissue_texture(shape: tuple[int, int], seed: int = 0, tissue_fraction: float
     pink = np.array([232, 150, 190], np.float32)
     purple = np.array([120, 60, 150], np.float32)
     white = np.array([242, 242, 240], np.float32)
-    stain = pink[None, None, :] * (1 - fine[..., None]) + purple[None, None, :] * fine[..., None]
-    nuclei = rng.random((h, w)) > 0.985
-    stain[nuclei] = np.array([70, 30, 110], np.float32)
-    image = np.where(tissue[..., None], stain, white[None, None, :])
-    image += rng.normal(0, 6, size=image.shape).astype(np.float32)
-    return np.clip(image, 0, 255).astype(np.uint8)
+    # The random draws are taken band by band in the same order as one whole draw would
+    # take them (the generator's stream does not depend on how a request is split), so
+    # the picture is the same while memory holds one band of float pixels, not the image.
+    band = max(1, TEXTURE_BAND_BYTES // max(1, w * 3 * 8))
+    nuclei = np.concatenate([rng.random((min(band, h - i), w)) > 0.985 for i in range(0, h, band)])
+    out = np.empty((h, w, 3), np.uint8)
+    for i in range(0, h, band):
+        rows = slice(i, min(h, i + band))
+        f = fine[rows, :, None]
+        stain = pink[None, None, :] * (1 - f) + purple[None, None, :] * f
+        stain[nuclei[rows]] = np.array([70, 30, 110], np.float32)
+        image = np.where(tissue[rows, :, None], stain, white[None, None, :])
+        image += rng.normal(0, 6, size=image.shape).astype(np.float32)
+        out[rows] = np.clip(image, 0, 255)
+    return out
 
 
 def _upsample(small: np.ndarray, shape) -> np.ndarray:
