@@ -215,10 +215,10 @@ SLOW_RUN = """
 import sys, time
 import wsikit.sinks as sinks
 for cls in (sinks._ZarrWriter, sinks._ImageWriter):
-    def write(self, k, spec, image, _original=cls.write):
-        time.sleep(0.02)
-        _original(self, k, spec, image)
-    cls.write = write
+    def write_run(self, run, _original=cls.write_run):
+        time.sleep(0.02 * len(run))
+        _original(self, run)
+    cls.write_run = write_run
 from wsikit.cli import main
 sys.exit(main(sys.argv[1:]))
 """

@@ -315,13 +315,27 @@ def write_part(part: SlidePart, progress=None) -> SlideResult:
         rest = plan.take(todo)
         tiles = slide.read_plan(rest, workers=job.read_workers)
 
-        def write(item):
-            k, spec, tile = item
-            writer.write(k, spec, _as_channels_last(tile.image, pixel[0]))
-            return k
+        def runs():
+            # Consecutive tiles go to the writer together: one Zarr write of a slab of
+            # chunks costs much less Python than one write per chunk.
+            run: list = []
+            nbytes = 0
+            for k, spec, tile in zip(todo, rest, tiles):
+                image = _as_channels_last(tile.image, pixel[0])
+                if run and (k != run[-1][0] + 1 or len(run) >= WRITE_RUN_TILES or nbytes >= WRITE_RUN_BYTES):
+                    yield run
+                    run, nbytes = [], 0
+                run.append((k, spec, image))
+                nbytes += image.nbytes
+            if run:
+                yield run
 
-        for _ in ordered_map(write, zip(todo, rest, tiles), job.read_workers):
-            done += 1
+        def write(run):
+            writer.write_run(run)
+            return len(run)
+
+        for written in ordered_map(write, runs(), job.read_workers):
+            done += written
             if progress is not None:
                 progress(done)
     _write_atomic(os.path.join(folder, MANIFEST), manifest_bytes(plan, options.format), sync=True)
@@ -373,6 +387,11 @@ def manifest_bytes(plan, fmt: str = "zarr") -> bytes:
 
 
 # -- files ----------------------------------------------------------------------------------
+# Tiles handed to a writer at once: at most this many, and no more once this many bytes.
+WRITE_RUN_TILES = 16
+WRITE_RUN_BYTES = 8 * 1024**2
+
+
 def _write_atomic(path: str, data: bytes, sync: bool = False) -> None:
     tmp = os.path.join(os.path.dirname(path), f"{_TMP_PREFIX}{uuid.uuid4().hex}")
     try:
@@ -494,8 +513,13 @@ class _ZarrWriter:
     def has(self, k: int, spec: TileSpec) -> bool:
         return os.path.isfile(os.path.join(self.path, "tiles", "c", str(k), "0", "0", "0"))
 
-    def write(self, k: int, spec: TileSpec, image: np.ndarray) -> None:
-        self.array[k] = image
+    def write_run(self, run: list) -> None:
+        """Write tiles k, k + 1, ... (``(k, spec, image)`` items with consecutive k)."""
+        first = run[0][0]
+        if len(run) == 1:
+            self.array[first] = run[0][2]
+        else:
+            self.array[first : first + len(run)] = np.stack([image for _, _, image in run])
 
 
 class _ImageWriter:
@@ -507,6 +531,10 @@ class _ImageWriter:
 
     def has(self, k: int, spec: TileSpec) -> bool:
         return os.path.isfile(os.path.join(self.folder, image_name(spec, self.format)))
+
+    def write_run(self, run: list) -> None:
+        for k, spec, image in run:
+            self.write(k, spec, image)
 
     def write(self, k: int, spec: TileSpec, image: np.ndarray) -> None:
         from PIL import Image
