@@ -274,3 +274,13 @@ def test_plan_take_keeps_the_chosen_entries(sample_svs):
     assert list(part.take([3, 0])) == [plan[7], plan[5]]
     with pytest.raises(IndexError):
         plan.take([len(plan)])
+
+
+def test_plan_entries_are_its_tilespecs_as_tuples(sample_svs):
+    slide = wsikit.open_slide(sample_svs)
+    for plan in (slide.tile_plan(100, stride=70, pad=True, level=1),
+                 slide.tile_plan(64, mpp=0.8, tissue_mask=True, min_tissue=0.2)):
+        entries = list(plan.entries())
+        assert len(entries) == len(plan) > 0
+        for entry, spec in zip(entries, plan):
+            assert entry == (spec.coords, spec.read_location, spec.read_size, spec.coords0, spec.tissue)

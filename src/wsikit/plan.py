@@ -109,6 +109,16 @@ class Plan(Sequence):
         start, stop, _ = slice(start, stop).indices(len(self))
         return self._columns(self._cells_of(start, max(start, stop)))[:, 2:6]
 
+    def entries(self):
+        """The plan as plain tuples ``(coords, read_location, read_size, coords0, tissue)``,
+        in order: what a reader needs, without building a TileSpec per tile."""
+        for start in range(0, len(self), 256):
+            stop = min(start + 256, len(self))
+            rows = self._columns(self._cells_of(start, stop)).tolist()
+            tissue = [None] * len(rows) if self._tissue is None else self._tissue[start:stop].tolist()
+            for (i, j, ri, rj, rh, rw, i0, j0), t in zip(rows, tissue):
+                yield (i, j), (ri, rj), (rh, rw), (i0, j0), t
+
     def _specs(self, start: int, stop: int) -> list[TileSpec]:
         rows = self._columns(self._cells_of(start, stop)).tolist()
         tissue = [None] * len(rows) if self._tissue is None else self._tissue[start:stop].tolist()

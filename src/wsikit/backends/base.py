@@ -398,27 +398,40 @@ class SlideBackend(ABC):
         normalize = bool(normalize)
         self.skipped_tiles: list[tuple[tuple[int, int], str]] = []
         skip = errors == "skip"
-        trusted = isinstance(plan, Plan)  # made by make_plan: its values need no second check
+        if isinstance(plan, Plan):
+            # A plan made by make_plan: its entries come as plain tuples (coords,
+            # read_location, read_size, coords0, tissue), not TileSpecs, and its values
+            # need no second check: the least work per tile in the calling thread.
+            items, level, shape, mpp = plan.entries(), plan.level, plan.shape, plan.mpp
 
-        def where(spec):
-            return spec.level, spec.read_location, spec.read_size, spec.shape
+            def where(entry):
+                return level, entry[1], entry[2], shape
+
+            def tile_of(image, entry):
+                return Tile._read(image, entry[0], level, entry[3], mpp, entry[4])
+        else:
+            items = plan
+
+            def where(spec):
+                return spec.level, spec.read_location, spec.read_size, spec.shape
+
+            def tile_of(image, spec):
+                return Tile(image, spec.coords, spec.level, coords0=spec.coords0, mpp=spec.mpp, tissue=spec.tissue)
 
         def tiles():
-            for spec, image, error in self._read_stream(plan, where, normalize, workers, kwargs):
-                if error is not None:
-                    if not (skip and isinstance(error, SlideError)):
-                        raise error
-                    self.skipped_tiles.append((spec.coords, str(error)))
-                    warnings.warn(f"skipped tile {spec.coords}: {error}", SkippedTileWarning, stacklevel=2)
+            for item, image, error in self._read_stream(items, where, normalize, workers, kwargs, plan=plan):
+                if error is None:
+                    yield tile_of(image, item)
                     continue
-                if trusted:
-                    yield Tile._read(image, spec.coords, spec.level, spec.coords0, spec.mpp, spec.tissue)
-                else:
-                    yield Tile(image, spec.coords, spec.level, coords0=spec.coords0, mpp=spec.mpp, tissue=spec.tissue)
+                if not (skip and isinstance(error, SlideError)):
+                    raise error
+                coords = item[0] if isinstance(item, tuple) else item.coords
+                self.skipped_tiles.append((coords, str(error)))
+                warnings.warn(f"skipped tile {coords}: {error}", SkippedTileWarning, stacklevel=2)
 
         return tiles()
 
-    def _read_stream(self, items, where, normalize: bool, workers, kwargs) -> Iterator[tuple]:
+    def _read_stream(self, items, where, normalize: bool, workers, kwargs, plan=None) -> Iterator[tuple]:
         """``(item, pixels, error)`` for every item, in order, read on ``workers`` threads.
 
         ``where(item)`` gives ``(level, location, size, shape)``: the box to read (zero
@@ -426,6 +439,8 @@ class SlideBackend(ABC):
         item is handed back as its ``error``; an error of ``where`` (a bad argument) too.
         Backends whose levels are native tile grids (``_level_grid``) are read straight
         from the grids: native tiles decoded ahead on the workers, each decoded once.
+        ``plan``, the Plan that ``items`` come from, lets the reader count native tile uses
+        from its arrays.
         """
         grids = [self._level_grid(k) for k in range(self.level_count)]
         if kwargs or any(grid is None for grid in grids):
@@ -474,8 +489,8 @@ class SlideBackend(ABC):
 
         uses = None
         # Knowing every native tile's uses lets the reader cache only tiles used again.
-        if isinstance(items, Plan):
-            uses = _plan_uses(items, grids[items.level])
+        if isinstance(plan, Plan):  # the plan ``items`` are the entries of
+            uses = _plan_uses(plan, grids[plan.level])
         elif isinstance(items, (Sequence, np.ndarray)):
             def boxes():
                 for job in jobs(items):
