@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from ..errors import CorruptSlideError, UnsupportedFormatError
+from ..errors import CorruptSlideError, LimitError, SlideError, UnsupportedFormatError
 from ..limits import check_allocation, get_max_bytes
 from .base import SlideBackend, positive_float
 
@@ -46,8 +46,11 @@ class OpenSlideBackend(SlideBackend):
         if options:
             raise TypeError(f"unexpected options for OpenSlideBackend: {', '.join(options)}")
         openslide = _openslide()
-        if openslide.OpenSlide.detect_format(self.path) is None:
+        vendor = openslide.OpenSlide.detect_format(self.path)
+        if vendor is None:
             raise UnsupportedFormatError(self.path, "OpenSlide does not recognise this file")
+        if vendor == "dicom":
+            self._check_dicom_first()
         self._start_pool()
         slide = self._new_handle()
         self._idle.append(slide)  # lent to reads once opening is done; closed with the rest
@@ -64,6 +67,26 @@ class OpenSlideBackend(SlideBackend):
         self._unreadable = _unreadable_tiff_parts(self.path, self._properties, len(self._level_shapes))
         for name in slide.associated_images:
             self._associated[name] = lambda name=name: self._associated_image(name)
+
+    def _check_dicom_first(self) -> None:
+        """Refuse a DICOM file that wsikit's own DICOM reader finds broken.
+
+        OpenSlide's DICOM parser (4.0.1) crashes the process on some crafted files (an
+        offset table pointing outside the pixel data, found by ``make fuzz``), and a
+        crash cannot be caught. A file wsikit's reader does not recognise at all is left
+        to OpenSlide.
+        """
+        from .dicom import DICOMBackend
+
+        try:
+            DICOMBackend(self.path, whole_series=False, cache_bytes=0).close()
+        except CorruptSlideError as exc:
+            raise CorruptSlideError(
+                self.path, f"not handed to OpenSlide, whose DICOM reader can crash on broken files: {exc.reason}") from None
+        except LimitError:
+            raise  # OpenSlide would need that memory too, and aborts where it lacks it
+        except SlideError:
+            pass  # not a DICOM slide wsikit's reader takes: OpenSlide's call
 
     # -- handles -------------------------------------------------------------------------
     # An OpenSlide handle refuses every read after its first error, and a read running
