@@ -94,7 +94,8 @@ def make_seeds(folder: Path) -> list[Seed]:
 
         sample = write_dicom_series(folder / "dicom", shape=(256, 384), tile=64, factors=(4,), thumbnail=False,
                                     label=False, overview=False)
-        dicom_backends = ["dicom", None]
+        # OpenSlide reads DICOM too; OpenSlideBackend lets wsikit's DICOM reader check the file first.
+        dicom_backends = ["dicom", None] + ([] if backend_unavailable("openslide") else ["openslide"])
         for k, path in enumerate(sample.level_files[:1]):
             data = Path(path).read_bytes()
             seeds.append(Seed(f"dicom-level{k}.dcm", data, ".dcm", dicom_backends, None,
