@@ -109,29 +109,29 @@ class Plan(Sequence):
         start, stop, _ = slice(start, stop).indices(len(self))
         return self._columns(self._cells_of(start, max(start, stop)))[:, 2:6]
 
+    def _entries(self, start: int, stop: int) -> list[tuple]:
+        rows = self._columns(self._cells_of(start, stop)).tolist()
+        tissue = [None] * len(rows) if self._tissue is None else self._tissue[start:stop].tolist()
+        return [((i, j), (ri, rj), (rh, rw), (i0, j0), t) for (i, j, ri, rj, rh, rw, i0, j0), t in zip(rows, tissue)]
+
     def entries(self):
         """The plan as plain tuples ``(coords, read_location, read_size, coords0, tissue)``,
         in order: what a reader needs, without building a TileSpec per tile."""
+        # Small blocks: numpy's per-call cost is shared by many tiles, and no more than a
+        # few hundred entries exist at once.
         for start in range(0, len(self), 256):
-            stop = min(start + 256, len(self))
-            rows = self._columns(self._cells_of(start, stop)).tolist()
-            tissue = [None] * len(rows) if self._tissue is None else self._tissue[start:stop].tolist()
-            for (i, j, ri, rj, rh, rw, i0, j0), t in zip(rows, tissue):
-                yield (i, j), (ri, rj), (rh, rw), (i0, j0), t
+            yield from self._entries(start, min(start + 256, len(self)))
 
-    def _specs(self, start: int, stop: int) -> list[TileSpec]:
-        rows = self._columns(self._cells_of(start, stop)).tolist()
-        tissue = [None] * len(rows) if self._tissue is None else self._tissue[start:stop].tolist()
-        level, shape, mpp = self.level, self.shape, self.mpp
-        return [TileSpec(coords=(i, j), level=level, read_location=(ri, rj), read_size=(rh, rw), shape=shape,
-                         coords0=(i0, j0), mpp=mpp, tissue=t)
-                for (i, j, ri, rj, rh, rw, i0, j0), t in zip(rows, tissue)]
+    def _spec(self, entry: tuple) -> TileSpec:
+        coords, location, size, coords0, tissue = entry
+        return TileSpec(coords=coords, level=self.level, read_location=location, read_size=size, shape=self.shape,
+                        coords0=coords0, mpp=self.mpp, tissue=tissue)
 
     def __getitem__(self, index):
         if isinstance(index, slice):
             start, stop, step = index.indices(len(self))
             if step == 1:
-                return self._specs(start, max(start, stop))
+                return [self._spec(entry) for entry in self._entries(start, max(start, stop))]
             return [self[k] for k in range(start, stop, step)]
         if isinstance(index, bool) or not isinstance(index, numbers.Integral):
             raise TypeError(f"plan indices must be integers or slices, got {type(index).__name__}")
@@ -139,13 +139,10 @@ class Plan(Sequence):
         k = int(index) + n if index < 0 else int(index)
         if not 0 <= k < n:
             raise IndexError(f"plan index {index} out of range for a plan of {n} tiles")
-        return self._specs(k, k + 1)[0]
+        return self._spec(self._entries(k, k + 1)[0])
 
     def __iter__(self):
-        # Small blocks: numpy's per-call cost is shared by many tiles, and no more than a
-        # few hundred TileSpecs (~500 bytes each) exist at once.
-        for start in range(0, len(self), 256):
-            yield from self._specs(start, min(start + 256, len(self)))
+        return map(self._spec, self.entries())
 
     def take(self, positions) -> Plan:
         """The plan of the entries at ``positions`` (in that order), e.g. those not yet written."""
