@@ -124,6 +124,17 @@ def test_cache_bound_holds_under_concurrent_use():
     assert cache.nbytes == sum(v.nbytes for v in cache._items.values()) <= 50_000
 
 
+def _run_until_gate_opens(targets, gate: threading.Event) -> None:
+    """Start a thread per target, let them all block on ``gate``, open it, join them."""
+    threads = [threading.Thread(target=target) for target in targets]
+    for t in threads:
+        t.start()
+    time.sleep(0.05)
+    gate.set()
+    for t in threads:
+        t.join()
+
+
 def test_concurrent_requests_for_one_key_decode_once():
     cache = TileCache()
     calls = []
@@ -135,13 +146,7 @@ def test_concurrent_requests_for_one_key_decode_once():
         return np.arange(10)
 
     results = []
-    threads = [threading.Thread(target=lambda: results.append(cache.get("k", make))) for _ in range(8)]
-    for t in threads:
-        t.start()
-    time.sleep(0.05)
-    gate.set()
-    for t in threads:
-        t.join()
+    _run_until_gate_opens([lambda: results.append(cache.get("k", make))] * 8, gate)
     assert len(calls) == 1
     assert len(results) == 8 and all(r is results[0] for r in results)
 
@@ -162,13 +167,7 @@ def test_a_failed_decode_reaches_every_waiter_and_is_not_cached():
         except OSError as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=get) for _ in range(4)]
-    for t in threads:
-        t.start()
-    time.sleep(0.05)
-    gate.set()
-    for t in threads:
-        t.join()
+    _run_until_gate_opens([get] * 4, gate)
     assert len(errors) == 4
     assert cache.get("k", lambda: np.ones(3)).tolist() == [1, 1, 1]
 
