@@ -59,3 +59,16 @@ def tree_bytes(folder) -> dict[str, bytes]:
             with open(path, "rb") as f:
                 out[os.path.relpath(path, folder)] = f.read()
     return out
+
+
+def padded_box(image, i: int, j: int, h: int, w: int):
+    """``image[i:i + h, j:j + w]`` as a reader must give it: (h, w, ...) with zeros where
+    the box lies outside the image (on any side)."""
+    import numpy as np
+
+    out = np.zeros((h, w) + image.shape[2:], image.dtype)
+    H, W = image.shape[:2]
+    i0, j0, i1, j1 = max(i, 0), max(j, 0), min(i + h, H), min(j + w, W)
+    if i0 < i1 and j0 < j1:
+        out[i0 - i : i1 - i, j0 - j : j1 - j] = image[i0:i1, j0:j1]
+    return out

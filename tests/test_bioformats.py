@@ -16,7 +16,7 @@ import pytest
 import tifffile
 
 import wsikit
-from conftest import real_slide
+from conftest import padded_box, real_slide
 from test_multichannel import OME_NAMES, as_5d, decimate, make_qptiff_pyramid, write_ome_series, write_ome_tiff
 from wsikit.backends import bioformats as bf_module
 from wsikit.backends import java
@@ -255,10 +255,7 @@ def test_threads_pickling_pieces_and_close(open_bf, ome_files, monkeypatch):
     locations = [(i, j) for i in range(0, 160, 23) for j in range(0, 224, 41)]
     for location, region in zip(locations, slide.read_regions(locations, (30, 40), workers=4, normalize=False)):
         i, j = location
-        expected = np.zeros((30, 40) + source.shape[2:], dtype=np.uint16)
-        part = source[i : i + 30, j : j + 40]
-        expected[: part.shape[0], : part.shape[1]] = part
-        np.testing.assert_array_equal(region, expected)
+        np.testing.assert_array_equal(region, padded_box(source, i, j, 30, 40))
     copy = pickle.loads(pickle.dumps(slide))
     np.testing.assert_array_equal(copy.extract_region((5, 5), (50, 50)), slide.extract_region((5, 5), (50, 50)))
     copy.close()

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import wsikit
-from conftest import real_slide
+from conftest import padded_box, real_slide
 from wsikit import CorruptSlideError, DICOMBackend
 
 SHAPE = (2638, 3236)
@@ -135,10 +135,7 @@ def test_generate_tiles_counts_and_pixels(slide, reference):
     assert len(padded) == 42
     for tile in tiles[:3] + padded[-3:]:
         i, j = tile.coords
-        expected = np.zeros((500, 500, 3), np.uint8)
-        part = reference[i : i + 500, j : j + 500]
-        expected[: part.shape[0], : part.shape[1]] = part
-        np.testing.assert_array_equal(tile.image, expected)
+        np.testing.assert_array_equal(tile.image, padded_box(reference, i, j, 500, 500))
 
 
 def test_generate_tiles_any_shape_and_stride(slide, reference):

@@ -16,7 +16,7 @@ import pytest
 import wsikit
 from wsikit.backends.base import SkippedTileWarning
 
-from conftest import real_slide
+from conftest import padded_box, real_slide
 
 
 def _level_arrays(path) -> list[np.ndarray]:
@@ -24,15 +24,6 @@ def _level_arrays(path) -> list[np.ndarray]:
 
     with tifffile.TiffFile(path) as tif:
         return [level.asarray() for level in tif.series[0].levels]
-
-
-def _expected(level_image: np.ndarray, i, j, h, w) -> np.ndarray:
-    out = np.zeros((h, w) + level_image.shape[2:], level_image.dtype)
-    H, W = level_image.shape[:2]
-    i0, j0, i1, j1 = max(i, 0), max(j, 0), min(i + h, H), min(j + w, W)
-    if i0 < i1 and j0 < j1:
-        out[i0 - i : i1 - i, j0 - j : j1 - j] = level_image[i0:i1, j0:j1]
-    return out
 
 
 def _reader_threads():
@@ -84,7 +75,7 @@ def test_every_tile_at_every_level_matches_the_reference(svs, grid):
                 assert [t.coords for t in other] == [t.coords for t in tiles]
             h, w = tiles[0].image.shape[:2]
             for k, tile in enumerate(tiles):
-                expected = _expected(image, tile.coords[0], tile.coords[1], h, w)
+                expected = padded_box(image, tile.coords[0], tile.coords[1], h, w)
                 for workers in runs:
                     np.testing.assert_array_equal(runs[workers][k].image, expected,
                                                   err_msg=f"level {level} tile {tile.coords} workers={workers}")
@@ -99,8 +90,8 @@ def test_cached_and_uncached_reads_agree(svs):
         assert uncached._reader.cache.nbytes == 0
         # extract_region after tiling reads through the cache and still agrees
         for box in [((0, 0), (1000, 1300)), ((-50, 1250), (200, 200)), ((127, 127), (2, 2))]:
-            np.testing.assert_array_equal(cached.extract_region(*box), _expected(levels[0], *box[0], *box[1]))
-            np.testing.assert_array_equal(uncached.extract_region(*box), _expected(levels[0], *box[0], *box[1]))
+            np.testing.assert_array_equal(cached.extract_region(*box), padded_box(levels[0], *box[0], *box[1]))
+            np.testing.assert_array_equal(uncached.extract_region(*box), padded_box(levels[0], *box[0], *box[1]))
 
 
 def test_eight_threads_tiling_one_slide_at_once(svs):
@@ -115,10 +106,10 @@ def test_eight_threads_tiling_one_slide_at_once(svs):
             try:
                 for tile in slide.generate_tiles(level=level, workers=1 + k % 3, **grid):
                     h, w = tile.image.shape[:2]
-                    if not np.array_equal(tile.image, _expected(levels[level], *tile.coords, h, w)):
+                    if not np.array_equal(tile.image, padded_box(levels[level], *tile.coords, h, w)):
                         failures.append((k, tile.coords))
                 region = slide.extract_region((37 * k, 11 * k), (300, 200))
-                if not np.array_equal(region, _expected(levels[0], 37 * k, 11 * k, 300, 200)):
+                if not np.array_equal(region, padded_box(levels[0], 37 * k, 11 * k, 300, 200)):
                     failures.append((k, "region"))
             except Exception as exc:  # noqa: BLE001 - reported below
                 failures.append((k, repr(exc)))
@@ -142,13 +133,13 @@ def test_read_regions_in_order_with_padding(svs):
             out = list(slide.read_regions(locations, (90, 130), workers=workers))
             assert len(out) == len(locations)
             for location, region in zip(locations, out):
-                np.testing.assert_array_equal(region, _expected(levels[0], *location, 90, 130))
+                np.testing.assert_array_equal(region, padded_box(levels[0], *location, 90, 130))
         # a generator of locations (unknown length) gives the same, and numpy pairs are accepted
         gen = (np.array(loc) for loc in locations)
         for location, region in zip(locations, slide.read_regions(gen, (90, 130), level=0)):
-            np.testing.assert_array_equal(region, _expected(levels[0], *location, 90, 130))
+            np.testing.assert_array_equal(region, padded_box(levels[0], *location, 90, 130))
         level1 = list(slide.read_regions([(10, 10), (240, 300)], 32, level=1, workers=2))
-        np.testing.assert_array_equal(level1[1], _expected(levels[1], 240, 300, 32, 32))
+        np.testing.assert_array_equal(level1[1], padded_box(levels[1], 240, 300, 32, 32))
 
 
 def test_read_regions_checks_its_arguments(svs):
@@ -279,7 +270,7 @@ def test_real_svs_parallel_equals_sequential_equals_tifffile():
             for a, b in zip(parallel, sequential):
                 assert a.coords == b.coords
                 np.testing.assert_array_equal(a.image, b.image)
-                np.testing.assert_array_equal(a.image, _expected(level0, *a.coords, *a.image.shape[:2]))
+                np.testing.assert_array_equal(a.image, padded_box(level0, *a.coords, *a.image.shape[:2]))
 
 
 def test_real_dicom_parallel_equals_sequential():
@@ -293,7 +284,7 @@ def test_real_dicom_parallel_equals_sequential():
             assert [t.coords for t in parallel] == [t.coords for t in sequential]
             for a, b in zip(parallel, sequential):
                 np.testing.assert_array_equal(a.image, b.image)
-                np.testing.assert_array_equal(a.image, _expected(whole, *a.coords, *a.image.shape[:2]))
+                np.testing.assert_array_equal(a.image, padded_box(whole, *a.coords, *a.image.shape[:2]))
 
 
 def test_dicom_series_parallel_equals_sequential(tmp_path):
@@ -312,7 +303,7 @@ def test_dicom_series_parallel_equals_sequential(tmp_path):
                 for a, b in zip(parallel, sequential):
                     np.testing.assert_array_equal(a.image, b.image)
                     if sample.lossless:
-                        np.testing.assert_array_equal(a.image, _expected(expected, *a.coords, *a.image.shape[:2]))
+                        np.testing.assert_array_equal(a.image, padded_box(expected, *a.coords, *a.image.shape[:2]))
 
 
 def test_two_tilings_of_one_slide_consumed_in_turns(svs):
@@ -322,7 +313,7 @@ def test_two_tilings_of_one_slide_consumed_in_turns(svs):
         b = slide.generate_tiles(shape=100, stride=50, workers=2)
         for x, y in zip(a, b):
             for tile in (x, y):
-                np.testing.assert_array_equal(tile.image, _expected(levels[0], *tile.coords, 100, 100))
+                np.testing.assert_array_equal(tile.image, padded_box(levels[0], *tile.coords, 100, 100))
 
 
 def test_tiles_by_mpp_are_resampled_the_same_on_any_number_of_threads(svs):
@@ -364,7 +355,7 @@ def test_non_rgb_tiles_in_parallel_equal_extract_region(gray16, normalize):
                 assert a.image.shape[2:] == (1, 1, 1)
                 np.testing.assert_array_equal(a.image, b.image)
                 np.testing.assert_array_equal(a.image, expected)
-                raw = _expected(image, *a.coords, *a.image.shape[:2])
+                raw = padded_box(image, *a.coords, *a.image.shape[:2])
                 np.testing.assert_array_equal(a.image[..., 0, 0, 0], (raw >> 8).astype(np.uint8) if normalize else raw)
 
 
