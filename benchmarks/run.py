@@ -385,7 +385,7 @@ def main(argv=None) -> int:
                                     "whole file (it skips the last row and column)"))
         dicom_cases.append(Case("dicom", "wsikit generate_tiles, workers=all", wsikit_tiles(folder, 256, None), "whole series"))
         dicom_cases.append(Case("dicom", "wsikit generate_tiles, workers=1", wsikit_tiles(folder, 256, 1), "whole series"))
-        dicom_note = f"{folder.name}: written by wsikit.dicom_sample.write_dicom_series (JPEG baseline, 256-pixel frames)"
+        dicom_note = f"{folder.name}: written by wsikit.samples.dicom.write_dicom_series (JPEG baseline, 256-pixel frames)"
     except ImportError as exc:
         dicom_note = f"skipped: wsikit.backends.dicom does not import ({exc})"
 

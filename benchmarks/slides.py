@@ -8,7 +8,7 @@
   JPEG bytes, so that a 50,000 x 50,000 slide is a file of a few kilobytes (for measuring
   peak memory while tiling, where what is in the tiles does not matter).
 * ``dicom_series``: the same repeated pixels as a DICOM whole-slide series of 256-pixel
-  JPEG frames, written by ``wsikit.dicom_sample.write_dicom_series`` (8,192 x 8,192: that
+  JPEG frames, written by ``wsikit.samples.dicom.write_dicom_series`` (8,192 x 8,192: that
   writer holds the whole image in memory).
 
 The cache folder is ``$WSIKIT_BENCH_CACHE`` or ``~/.cache/wsikit-bench``.
@@ -41,7 +41,7 @@ def source_image() -> tuple[np.ndarray, str]:
 
         with tifffile.TiffFile(real) as tif:
             return tif.series[0].levels[0].asarray(), "small_HE.svs repeated"
-    from wsikit.sample import tissue_texture
+    from wsikit.samples.svs import tissue_texture
 
     return tissue_texture((3000, 3000), seed=1), "synthetic tissue texture (../shared/testdata absent)"
 
@@ -180,7 +180,7 @@ def dicom_series(size: int = 8192, tile: int = 256, quality: int = 80) -> tuple[
     if not done.exists():
         import shutil
 
-        from wsikit.dicom_sample import write_dicom_series
+        from wsikit.samples.dicom import write_dicom_series
 
         if folder.exists():
             shutil.rmtree(folder)

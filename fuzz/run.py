@@ -33,7 +33,7 @@ if str(ROOT) not in sys.path:
 
 from fuzz import craft  # noqa: E402
 from fuzz.mutate import TiffLayout, dicom_corpus, random_mutation, tiff_corpus  # noqa: E402
-from fuzz.samples import backend_unavailable  # noqa: E402
+from wsikit.samples.backends import backend_unavailable  # noqa: E402
 from fuzz.sandbox import BAD_OUTCOMES, Case, Sandbox, describe  # noqa: E402
 
 TESTDATA = Path(os.environ.get("WSIKIT_TESTDATA", ROOT.parent / "shared" / "testdata"))
@@ -64,7 +64,7 @@ def make_seeds(folder: Path) -> list[Seed]:
     import numpy as np
     import tifffile
 
-    from wsikit.sample import write_sample_svs
+    from wsikit.samples.svs import write_sample_svs
 
     tiff_backends = [b for b in ("tiff", "openslide") if not backend_unavailable(b)] + [None]
     folder.mkdir(parents=True, exist_ok=True)
@@ -90,7 +90,7 @@ def make_seeds(folder: Path) -> list[Seed]:
         if (TESTDATA / name).is_file():
             seeds.append(_tiff_seed(name, TESTDATA / name, tiff_backends, weight))
     if not backend_unavailable("dicom"):
-        from wsikit.dicom_sample import write_dicom_series
+        from wsikit.samples.dicom import write_dicom_series
 
         sample = write_dicom_series(folder / "dicom", shape=(256, 384), tile=64, factors=(4,), thumbnail=False,
                                     label=False, overview=False)

@@ -20,7 +20,7 @@ def real_slide(name: str) -> str:
 @pytest.fixture(scope="session")
 def sample_svs(tmp_path_factory) -> str:
     """A small synthetic Aperio-style pyramid: levels (1024, 1536), (256, 384), (64, 96)."""
-    from wsikit.sample import write_sample_svs
+    from wsikit.samples.svs import write_sample_svs
 
     path = tmp_path_factory.mktemp("sample") / "sample.svs"
     return write_sample_svs(path, shape=(1024, 1536), factors=(4, 16), tile=256)
@@ -34,7 +34,7 @@ def backend_samples(tmp_path_factory):
     root = str(Path(__file__).resolve().parents[1])
     if root not in sys.path:
         sys.path.insert(0, root)
-    from fuzz.samples import backend_unavailable, write_sample
+    from wsikit.samples.backends import backend_unavailable, write_sample
 
     folder = tmp_path_factory.mktemp("backend-samples")
     made = {}

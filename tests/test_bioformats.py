@@ -18,8 +18,8 @@ import tifffile
 import wsikit
 from conftest import padded_box, real_slide
 from test_multichannel import OME_NAMES, as_5d, decimate, make_qptiff_pyramid, write_ome_series, write_ome_tiff
-from wsikit.backends import bioformats as bf_module
-from wsikit.backends import java
+from wsikit.backends.bioformats import backend as bf_module
+from wsikit.backends.bioformats import java
 from wsikit.errors import BackendUnavailableError, SlideError, UnsupportedFormatError
 from wsikit.pixels import to_uint8
 

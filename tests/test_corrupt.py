@@ -27,7 +27,7 @@ if str(ROOT) not in sys.path:
 import wsikit  # noqa: E402
 from fuzz import craft  # noqa: E402
 from fuzz.mutate import Mutation, TiffLayout, dicom_corpus, tiff_corpus  # noqa: E402
-from fuzz.samples import backend_unavailable, write_sample  # noqa: E402
+from wsikit.samples.backends import backend_unavailable, write_sample  # noqa: E402
 from fuzz.sandbox import BAD_OUTCOMES, Case, Sandbox, describe  # noqa: E402
 from conftest import TESTDATA  # noqa: E402
 
@@ -274,7 +274,7 @@ def test_looping_ifd_chains_end(crafted, sandbox, name):
 
 
 def test_ifd_chain_walk(tmp_path, crafted):
-    from wsikit.backends.tiffcheck import ifd_chain_problem
+    from wsikit.tiff_structure import ifd_chain_problem
 
     assert "loops" in ifd_chain_problem(crafted["ifd-loop"])
     assert "loops" in ifd_chain_problem(crafted["ifd-self-loop"])

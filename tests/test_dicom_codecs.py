@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from wsikit.backends.dicom_codecs import (
+from wsikit.backends.dicom.codecs import (
     EXPLICIT_LITTLE,
     FrameShapeError,
     frame_decoder,
@@ -14,7 +14,7 @@ from wsikit.backends.dicom_codecs import (
     ybr_full_to_rgb,
 )
 from wsikit.errors import UnsupportedFormatError
-from wsikit.sample import tissue_texture
+from wsikit.samples.svs import tissue_texture
 
 RGB = tissue_texture((64, 96), seed=9)
 YCC = np.asarray(Image.fromarray(RGB).convert("YCbCr"))  # JFIF full-range YCbCr, as DICOM YBR_FULL

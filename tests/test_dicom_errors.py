@@ -10,7 +10,7 @@ import pytest
 
 import wsikit
 from wsikit import CorruptSlideError, DICOMBackend, LimitError, SkippedTileWarning, UnsupportedFormatError
-from wsikit.dicom_sample import write_dicom_series
+from wsikit.samples.dicom import write_dicom_series
 
 pytestmark = pytest.mark.timeout(60)  # every failure must come fast, never a hang
 

@@ -10,8 +10,8 @@ import pytest
 
 import wsikit
 from wsikit import DICOMBackend
-from wsikit.dicom_sample import TRANSFER_SYNTAXES, write_dicom_series
-from wsikit.sample import tissue_texture
+from wsikit.samples.dicom import TRANSFER_SYNTAXES, write_dicom_series
+from wsikit.samples.svs import tissue_texture
 
 from conftest import padded_box
 
@@ -300,7 +300,7 @@ def test_pixels_agree_with_openslide(series, syntax, sparse):
 @pytest.mark.parametrize("syntax", ["explicit", "implicit"])
 def test_sparse_positions_from_raw_bytes_equal_pydicoms(series, syntax):
     """Positions found by pattern in the raw per-frame groups equal those pydicom parses."""
-    from wsikit.backends import dicom_series
+    from wsikit.backends.dicom import series as dicom_series
 
     planes = [tissue_texture(SHAPE, 7), tissue_texture(SHAPE, 8)]
     sample = series(transfer_syntax=syntax, sparse=True, image=planes, plane_spacing_um=1.5)

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import tree_bytes
 from wsikit.distributed import run_jobs
-from wsikit.sample import write_sample_svs
+from wsikit.samples.svs import write_sample_svs
 from wsikit.sinks import SlideJob, TileOptions, assign_folders
 
 pytest.importorskip("distributed")

@@ -40,7 +40,7 @@ def _no_reader_threads(timeout=5.0):
 @pytest.fixture(scope="module")
 def svs(tmp_path_factory):
     """A small pyramid whose sides are no multiple of the tile: levels (1000, 1300), (250, 325), (62, 81)."""
-    from wsikit.sample import write_sample_svs
+    from wsikit.samples.svs import write_sample_svs
 
     path = tmp_path_factory.mktemp("parallel") / "odd.svs"
     write_sample_svs(path, shape=(1000, 1300), factors=(4, 16), tile=128, seed=3)
@@ -199,7 +199,7 @@ def test_native_tiles_are_returned_read_only_without_copies(svs):
 def corrupt_svs(tmp_path_factory):
     """The sample pyramid with the level-0 tile (1, 2) overwritten by garbage."""
     import tifffile
-    from wsikit.sample import write_sample_svs
+    from wsikit.samples.svs import write_sample_svs
 
     path = tmp_path_factory.mktemp("corrupt") / "corrupt.svs"
     write_sample_svs(path, shape=(512, 768), factors=(4,), tile=128)
@@ -289,9 +289,9 @@ def test_real_dicom_parallel_equals_sequential():
 
 def test_dicom_series_parallel_equals_sequential(tmp_path):
     try:
-        from wsikit.dicom_sample import write_dicom_series
+        from wsikit.samples.dicom import write_dicom_series
     except ImportError:
-        pytest.skip("wsikit.dicom_sample is not there yet")
+        pytest.skip("wsikit.samples.dicom is not there yet")
     sample = write_dicom_series(tmp_path / "series", shape=(700, 900), tile=128, factors=(4,),
                                 thumbnail=False, label=False, overview=False)
     with wsikit.open_slide(sample.folder) as slide:

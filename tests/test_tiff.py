@@ -235,7 +235,7 @@ def test_large_tile_tables_are_held_compactly_and_tifffile_still_reads_them(tmp_
 def test_sample_texture_is_drawn_in_bands_without_changing_it(monkeypatch):
     """tissue_texture draws its random numbers band by band (bounded memory); the picture
     must be the one a single whole-image draw gives, whatever the band height."""
-    from wsikit import sample
+    from wsikit.samples import svs as sample
 
     shape = (301, 211)
     monkeypatch.setattr(sample, "TEXTURE_BAND_BYTES", 211 * 24 * 7)  # bands of 7 rows

@@ -28,7 +28,7 @@ def main(argv=None) -> int:
     if not slides:
         path = os.path.join(out, "sample.svs")
         if not os.path.exists(path):
-            from .sample import write_sample_svs
+            from .samples.svs import write_sample_svs
 
             print(f"writing a sample slide to {path} ...", flush=True)
             write_sample_svs(path)

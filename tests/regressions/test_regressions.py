@@ -18,7 +18,7 @@ ROOT = HERE.parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from fuzz.samples import backend_unavailable  # noqa: E402
+from wsikit.samples.backends import backend_unavailable  # noqa: E402
 from fuzz.sandbox import BAD_OUTCOMES, Case, Sandbox, describe  # noqa: E402
 
 SUFFIXES = {".tif", ".tiff", ".svs", ".dcm", ".ndpi", ".qptiff", ".bin"}

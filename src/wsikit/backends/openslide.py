@@ -210,8 +210,7 @@ def _unreadable_tiff_parts(path: str, properties: dict, levels: int) -> dict:
     {("associated", name): reason}. Empty for other files or when tifffile cannot
     parse the file (OpenSlide then reads it as it likes).
     """
-    from .tiff import has_tiff_magic
-    from .tiffcheck import ifd_chain_problem
+    from ..tiff_structure import has_tiff_magic, ifd_chain_problem
 
     if not has_tiff_magic(path) or ifd_chain_problem(path):
         return {}

@@ -1,7 +1,7 @@
 """BioFormatsBackend: the long tail of microscopy formats through Bio-Formats and JPype.
 
 The file is opened once (one ``loci.formats.ImageReader``, kept open until ``close()``)
-in the process's one JVM (see :mod:`wsikit.backends.java`). Levels are the resolutions
+in the process's one JVM (see :mod:`wsikit.backends.bioformats.java`). Levels are the resolutions
 of one Bio-Formats series; the file's other small series (thumbnail, label, overview)
 are associated images, and ``series=`` opens another series as the image.
 
@@ -18,13 +18,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import BackendUnavailableError, CorruptSlideError, SlideError, UnsupportedFormatError
-from ..grid import as_int, clip_box
-from ..limits import check_allocation
-from ..pixels import display_rgb, to_uint8
-from ..reader import TileGrid
+from ...errors import BackendUnavailableError, CorruptSlideError, SlideError, UnsupportedFormatError
+from ...grid import as_int, clip_box
+from ...limits import check_allocation
+from ...pixels import display_rgb, to_uint8
+from ...reader import TileGrid
 from . import java
-from .base import SlideBackend, positive_float
+from ..base import SlideBackend, positive_float
 
 # File name endings Bio-Formats 7 claims (ImageReader.getSuffixes()), less the generic ones
 # (text, XML, archives, logs) that would make every unreadable file start a JVM.

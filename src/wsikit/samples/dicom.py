@@ -70,14 +70,14 @@ def label_image(shape=(200, 400), seed: int = 1) -> np.ndarray:
 
 
 def _reduce(image: np.ndarray, factor: int) -> np.ndarray:
-    from .pixels import block_mean
+    from ..pixels import block_mean
 
     top = np.iinfo(image.dtype).max
     return np.clip(np.rint(block_mean(image, factor)), 0, top).astype(image.dtype)
 
 
 def _resize(image: np.ndarray, shape) -> np.ndarray:
-    from .pixels import resample_area, resize_area
+    from ..pixels import resample_area, resize_area
 
     if image.dtype == np.uint8:  # Pillow's box filter: much faster than the exact average
         return resize_area(image.reshape(image.shape[:2] + (-1,)), shape).reshape(tuple(shape) + image.shape[2:])
@@ -163,7 +163,7 @@ def write_dicom_series(folder, image: np.ndarray | list | None = None, *, shape=
     (row, column); default every third one). ``offset_table``: "basic", "extended" or
     "none". ``concatenate``: split level 0 into that many concatenated instances.
     """
-    from .sample import tissue_texture
+    from .svs import tissue_texture
 
     folder = os.fspath(folder)
     os.makedirs(folder, exist_ok=True)
@@ -176,7 +176,7 @@ def write_dicom_series(folder, image: np.ndarray | list | None = None, *, shape=
     planes0 = [tissue_texture(shape, seed)] if image is None else [np.asarray(p) for p in (image if isinstance(image, list) else [image])]
     gray = planes0[0].ndim == 2
     if absent_lab is not None:
-        from .backends.dicom import cielab_to_rgb
+        from ..backends.dicom import cielab_to_rgb
 
         fill = tuple(int(v) for v in cielab_to_rgb([float(v) for v in absent_lab]))
     else:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import CorruptSlideError, UnsupportedFormatError
+from ...errors import CorruptSlideError, UnsupportedFormatError
 
 _ITEM = b"\xfe\xff\x00\xe0"
 _SEQUENCE_END = b"\xfe\xff\xdd\xe0"

@@ -26,7 +26,7 @@ import sys
 import threading
 from pathlib import Path
 
-from ..errors import BackendUnavailableError
+from ...errors import BackendUnavailableError
 
 DEFAULT_HEAP = "2g"
 _HEAP_PATTERN = re.compile(r"^[1-9][0-9]*[kKmMgG]?$")
@@ -171,7 +171,7 @@ def _detach_ending_reader_threads() -> None:
     it; a thread that ends attached leaks its Java side (each tiling starts new reader
     threads, so a long pipeline over Bio-Formats slides would leak a thread per slide).
     """
-    from ..reader import THREAD_EXIT_HOOKS
+    from ...reader import THREAD_EXIT_HOOKS
 
     if _detach_current_thread not in THREAD_EXIT_HOOKS:
         THREAD_EXIT_HOOKS.append(_detach_current_thread)

@@ -3,7 +3,7 @@
 A backend takes part when it can be imported and there is a way to write a file it
 reads: the TIFF family (tiff, openslide, bioformats) reads an Aperio-style pyramid from
 :func:`wsikit.sample.write_sample_svs`; the DICOM backend a series from
-``wsikit.dicom_sample`` once that module exists. Bio-Formats also needs a Java runtime
+``wsikit.samples.dicom`` once that module exists. Bio-Formats also needs a Java runtime
 and its jar; it is left out, saying why, when they are missing.
 """
 from __future__ import annotations
@@ -27,8 +27,8 @@ class Sample:
 def backend_unavailable(name: str) -> str | None:
     """Why ``name`` cannot take part here, or None when it can."""
     modules = {"tiff": ["wsikit.backends.tiff"], "openslide": ["wsikit.backends.openslide", "openslide"],
-               "dicom": ["wsikit.backends.dicom", "wsikit.dicom_sample"],
-               "bioformats": ["wsikit.backends.bioformats", "wsikit.backends.java", "jpype"]}.get(name)
+               "dicom": ["wsikit.backends.dicom", "wsikit.samples.dicom"],
+               "bioformats": ["wsikit.backends.bioformats", "wsikit.backends.bioformats.java", "jpype"]}.get(name)
     if modules is None:
         return f"no sample file generator for backend {name!r}"
     for module in modules:
@@ -37,7 +37,7 @@ def backend_unavailable(name: str) -> str | None:
         except Exception as exc:  # noqa: BLE001 - any import failure means "not here"
             return f"{module} cannot be imported: {type(exc).__name__}: {exc}"
     if name == "bioformats":
-        from wsikit.backends import java
+        from wsikit.backends.bioformats import java
         from wsikit.errors import BackendUnavailableError
 
         try:
@@ -59,14 +59,14 @@ def write_sample(backend: str, folder) -> Sample:
     folder = os.fspath(folder)
     os.makedirs(folder, exist_ok=True)
     if backend in TIFF_FAMILY:
-        from wsikit.sample import write_sample_svs
+        from wsikit.samples.svs import write_sample_svs
 
         path = os.path.join(folder, "sample.svs")
         if not os.path.exists(path):
             write_sample_svs(path, shape=SVS_SHAPE, factors=(4,), tile=SVS_TILE)
         return Sample(backend, path, {"0": [SVS_TILE, SVS_TILE], "1": [SVS_TILE, SVS_TILE]}, [path])
     if backend == "dicom":
-        from wsikit.dicom_sample import write_dicom_series
+        from wsikit.samples.dicom import write_dicom_series
 
         series = os.path.join(folder, "dicom-series")
         sample = write_dicom_series(series, shape=SVS_SHAPE, tile=SVS_TILE, factors=(4,))

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import CorruptSlideError, UnsupportedFormatError
+from ...errors import CorruptSlideError, UnsupportedFormatError
 
 WSI_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"
 IMAGE_KINDS = ("VOLUME", "THUMBNAIL", "LABEL", "OVERVIEW")

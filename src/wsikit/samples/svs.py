@@ -53,7 +53,7 @@ def _upsample(small: np.ndarray, shape) -> np.ndarray:
 
 
 def _reduce(image: np.ndarray, factor: int) -> np.ndarray:
-    from .pixels import block_mean
+    from ..pixels import block_mean
 
     return np.clip(np.rint(block_mean(image, factor)), 0, 255).astype(np.uint8)
 

@@ -15,27 +15,18 @@ import threading
 import imagecodecs
 import numpy as np
 
-from ..errors import CorruptSlideError, SlideError, UnsupportedFormatError
-from ..limits import check_allocation, check_encoded_tile, jpeg_frame
-from ..reader import TileGrid
-from .base import SlideBackend, positive_float
-from .tiffcheck import ifd_chain_problem
-from .tiff_planes import UnsupportedLayout, plane_layout
+from ...errors import CorruptSlideError, SlideError, UnsupportedFormatError
+from ...limits import check_allocation, check_encoded_tile, jpeg_frame
+from ...reader import TileGrid
+from ..base import SlideBackend, positive_float
+from ...tiff_structure import has_tiff_magic, ifd_chain_problem
+from .planes import UnsupportedLayout, plane_layout
 
-_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 # Associated-image names as vendors write them -> the names users look up.
 _ASSOCIATED_NAMES = {"thumbnail": "thumbnail", "label": "label", "macro": "macro", "overview": "macro"}
 # A native tile or strip larger than this is better left to OpenSlide when it can read
 # the file (e.g. NDPI levels stored as one JPEG).
 _LARGE_CHUNK_BYTES = 256 * 1024**2
-
-
-def has_tiff_magic(path: str) -> bool:
-    try:
-        with open(path, "rb") as f:
-            return f.read(4) in _TIFF_MAGIC
-    except OSError:
-        return False
 
 
 def _openslide_reads(path: str) -> bool:
@@ -540,7 +531,7 @@ def _chunk_bytes(page) -> int:
 
 
 def _as_rgb(array: np.ndarray) -> np.ndarray:
-    from ..pixels import to_uint8
+    from ...pixels import to_uint8
 
     array = to_uint8(np.asarray(array))
     if array.ndim == 2:

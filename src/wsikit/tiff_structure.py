@@ -1,4 +1,6 @@
-"""Checks of a TIFF file's structure made before tifffile parses it.
+"""Checks of a TIFF file's structure made before a TIFF library parses it.
+
+Shared by the backends that read TIFF-based files (tifffile's and OpenSlide's).
 
 tifffile notices an IFD chain that loops only in some of its code paths; in others (the
 series detection that walks the pages one by one) a loop makes it read pages forever.
@@ -9,8 +11,18 @@ from __future__ import annotations
 import os
 import struct
 
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 # A chain longer than this is not a slide (it would take minutes to parse anyway).
 MAX_IFDS = 1_000_000
+
+
+def has_tiff_magic(path: str) -> bool:
+    """Whether the file starts as a classic or BigTIFF file does (either byte order)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) in _TIFF_MAGIC
+    except OSError:
+        return False
 
 
 def ifd_chain_problem(path: str) -> str | None:

@@ -24,12 +24,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import CorruptSlideError, SlideError
-from ..grid import as_int, as_pair
-from ..limits import check_allocation
-from ..reader import TileGrid
-from .base import SlideBackend
-from .dicom_codecs import (
+from ...errors import CorruptSlideError, SlideError
+from ...grid import as_int, as_pair
+from ...limits import check_allocation
+from ...reader import TileGrid
+from ..base import SlideBackend
+from .codecs import (
     EXPLICIT_LITTLE,
     IMPLICIT_LITTLE,
     NATIVE,
@@ -38,8 +38,8 @@ from .dicom_codecs import (
     guess_transfer_syntax,
     is_encapsulated,
 )
-from .dicom_frames import FrameIndex, frames_of, native_frames, offset_table, pixel_data_element
-from .dicom_series import (
+from .frames import FrameIndex, frames_of, native_frames, offset_table, pixel_data_element
+from .series import (
     FramePositions,
     Instance,
     first_item,
@@ -320,7 +320,7 @@ class DICOMBackend(SlideBackend):
             self._associated[name] = lambda name=name: self._associated_image(name)
 
     def _associated_image(self, name: str) -> np.ndarray:
-        from ..pixels import to_uint8
+        from ...pixels import to_uint8
 
         level = self._associated_levels[name]
         source = level.sources[0].instance
@@ -440,7 +440,7 @@ class DICOMBackend(SlideBackend):
     def get_thumbnail(self, size) -> np.ndarray:
         """As :meth:`SlideBackend.get_thumbnail`, from the series' THUMBNAIL image when it is
         large enough and smaller than the level that would be read."""
-        from ..pixels import resize_area
+        from ...pixels import resize_area
 
         self._ensure_usable()
         thumb = getattr(self, "_associated_levels", {}).get("thumbnail")
