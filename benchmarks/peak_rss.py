@@ -42,7 +42,7 @@ def main(argv: list[str]) -> None:
     opened = peak_mib()
     start = time.perf_counter()
     if streamed:
-        from wsikit.grid import tile_locations
+        from wsikit.tiling import tile_locations
         from wsikit.plan import TileSpec
 
         size = (shape, shape)

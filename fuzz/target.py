@@ -156,7 +156,7 @@ def _first_tiles(slide, level, shape, max_tiles):
     A broken header can declare a level of 10^6 x 10^6 pixels; listing all its tiles
     would measure the harness, not the reader.
     """
-    from wsikit.grid import grid_shape
+    from wsikit.tiling import grid_shape
     from wsikit.plan import TileSpec
 
     rows, cols = grid_shape(slide.level_shapes[level], shape, pad=True)

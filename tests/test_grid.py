@@ -3,7 +3,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wsikit.grid import as_pair, clip_box, grid_shape, tile_locations
+from wsikit.checks import as_pair
+from wsikit.tiling import clip_box, grid_shape, tile_locations
 
 
 def brute_force_locations(image_shape, shape, stride, pad):

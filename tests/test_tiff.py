@@ -47,9 +47,9 @@ def test_svs_tiles_equal_openslide(shape, stride, pad):
     slide = wsikit.open_slide(path)
     reference = openslide.OpenSlide(path)
     tiles = list(slide.generate_tiles(shape=shape, stride=stride, pad=pad))
-    expected = list(wsikit.grid.tile_locations(slide.get_image_shape(), shape, stride, pad))
+    expected = list(wsikit.tiling.tile_locations(slide.get_image_shape(), shape, stride, pad))
     assert [t.coords for t in tiles] == expected
-    h, w = wsikit.grid.as_pair(shape, "shape")
+    h, w = wsikit.checks.as_pair(shape, "shape")
     for tile in tiles:
         i, j = tile.coords
         want = np.zeros((h, w, 3), np.uint8)

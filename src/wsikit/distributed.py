@@ -73,7 +73,7 @@ def _run_here(jobs, *, progress, on_result) -> list[SlideResult]:
 def _run_dask(jobs, *, workers, scheduler, retries, progress, on_result) -> list[SlideResult]:
     from distributed import Client, LocalCluster, as_completed
 
-    from .grid import as_int
+    from .checks import as_int
 
     retries = as_int(retries, "retries", minimum=0)
     cluster = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 import inspect
 import os
 
-from .backends import backend_class, backend_names
+from .backends import backend_class, backend_class_or_none, backend_names
 from .backends.base import SlideBackend
 from .errors import CorruptSlideError, LimitError, SlideError, UnsupportedFormatError
 
@@ -88,11 +88,3 @@ def open_options(cls) -> set[str]:
     """The keyword options a backend class takes when opening (besides ``cache_bytes``)."""
     parameters = inspect.signature(cls._open).parameters.values()
     return {p.name for p in parameters if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "self"}
-
-
-def backend_class_or_none(name: str):
-    """The backend class, or None when its optional dependencies are not installed."""
-    try:
-        return backend_class(name)
-    except ImportError:
-        return None

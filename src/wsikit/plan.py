@@ -28,7 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .grid import as_pair, grid_shape
+from .checks import as_pair, fraction_or_none, positive_number, positive_pair
+from .tiling import grid_shape
 from .limits import check_allocation
 
 #: a level whose resolution is within this fraction of the target counts as the target's
@@ -191,7 +192,7 @@ def make_plan(slide, shape=3000, stride=None, pad=False, level=0, *, mpp=None, m
     stride = shape if stride is None else as_pair(stride, "stride", minimum=1)
     if not isinstance(pad, bool):
         raise TypeError(f"pad must be True or False, got {pad!r}")
-    min_tissue = _check_fraction(min_tissue)
+    min_tissue = fraction_or_none(min_tissue, "min_tissue")
     if mpp is not None or magnification is not None:
         if level not in (None, 0):
             raise ValueError(f"pass either level or mpp/magnification, not both (got level={level!r})")
@@ -218,7 +219,7 @@ def make_plan(slide, shape=3000, stride=None, pad=False, level=0, *, mpp=None, m
     # The mpp asked for is the tiles' mpp, exactly (not the product of two rounded ratios).
     mpp0 = slide.mpp
     if mpp is not None:
-        tile_mpp = _positive_pair(mpp, "mpp")
+        tile_mpp = positive_pair(mpp, "mpp")
     else:
         tile_mpp = None if mpp0 is None else (float(mpp0[0] * scale[0]), float(mpp0[1] * scale[1]))
     cells = tissue = None
@@ -252,14 +253,14 @@ def target_scale(slide, *, mpp=None, magnification=None) -> tuple[float, float]:
         raise ValueError("pass either mpp or magnification, not both")
     mpp0 = slide.mpp
     if mpp is not None:
-        target = _positive_pair(mpp, "mpp")
+        target = positive_pair(mpp, "mpp")
         if mpp0 is None:
             raise ValueError(
                 f"{slide.path}: the slide records no pixel size (mpp), so it cannot be tiled at mpp={mpp}; "
                 "tile it by level instead"
             )
         return target[0] / mpp0[0], target[1] / mpp0[1]
-    m = _positive(magnification, "magnification")
+    m = positive_number(magnification, "magnification")
     power = slide.objective_power
     if power:
         return float(power) / m, float(power) / m
@@ -303,30 +304,3 @@ def _resolve_mask(slide, tissue_mask, min_tissue):
     if isinstance(tissue_mask, np.ndarray):
         return TissueMask.from_array(tissue_mask, slide.level_shapes[0])
     raise TypeError(f"tissue_mask must be a TissueMask, a 2-D boolean array, True or None; got {type(tissue_mask).__name__}")
-
-
-def _check_fraction(value):
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"min_tissue must be a number in [0, 1] or None, got {value!r}")
-    value = float(value)
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"min_tissue must be in [0, 1], got {value}")
-    return value
-
-
-def _positive(value, name) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a positive number, got {value!r}")
-    value = float(value)
-    if not (value > 0 and math.isfinite(value)):
-        raise ValueError(f"{name} must be a positive number, got {value}")
-    return value
-
-
-def _positive_pair(value, name) -> tuple[float, float]:
-    if isinstance(value, (tuple, list, np.ndarray)) and len(value) == 2:
-        return _positive(value[0], f"{name}[0]"), _positive(value[1], f"{name}[1]")
-    v = _positive(value, name)
-    return v, v

@@ -81,7 +81,7 @@ class TileOptions:
     backend: str | None = None
 
     def __post_init__(self):
-        from .grid import as_int, as_pair
+        from .checks import as_int, as_pair
 
         object.__setattr__(self, "shape", as_pair(self.shape, "shape", minimum=1))
         if self.stride is not None:

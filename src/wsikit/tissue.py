@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .grid import as_int
+from .checks import as_int
 
 #: longer side of the mask, in mask pixels
 DEFAULT_SIZE = 2048

@@ -37,4 +37,24 @@ def backend_class(name: str) -> type[SlideBackend]:
     return getattr(importlib.import_module(module), cls)
 
 
-__all__ = ["SlideBackend", "SkippedTileWarning", "backend_class", "backend_names", "register_backend"]
+def backend_class_or_none(name: str) -> type[SlideBackend] | None:
+    """The backend class, or None when its optional dependencies are not installed."""
+    try:
+        return backend_class(name)
+    except ImportError:
+        return None
+
+
+def slide_extensions() -> tuple[str, ...]:
+    """File endings taken as slides when a folder is searched: those of every backend that
+    can be imported here, longest first (so ``.ome.tiff`` is matched before ``.tiff``)."""
+    found: set[str] = set()
+    for name in _REGISTRY:
+        cls = backend_class_or_none(name)
+        if cls is not None:
+            found.update(cls.extensions)
+    return tuple(sorted(found, key=lambda e: (-len(e), e)))
+
+
+__all__ = ["SlideBackend", "SkippedTileWarning", "backend_class", "backend_class_or_none", "backend_names",
+           "register_backend", "slide_extensions"]

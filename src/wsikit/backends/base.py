@@ -19,7 +19,8 @@ from typing import Callable, ClassVar, Iterable, Iterator
 import numpy as np
 
 from ..errors import CorruptSlideError, SlideError
-from ..grid import as_int, as_pair, clip_box
+from ..checks import as_int, as_pair
+from ..tiling import clip_box
 from ..limits import check_allocation
 from ..pixels import block_mean, display_rgb, resize_area, to_uint8
 from ..plan import Plan
@@ -89,6 +90,9 @@ class SlideBackend(ABC):
     name: ClassVar[str] = ""
     #: reads a folder (DICOM series) rather than one file
     reads_folders: ClassVar[bool] = False
+    #: file endings (lower case, with the dot) of the slides this backend reads, used when a
+    #: folder is searched for slides; ``can_read`` decides by content, never by these alone
+    extensions: ClassVar[tuple[str, ...]] = ()
 
     # -- what a backend fills in while opening ------------------------------------------
     _level_shapes: list[tuple[int, int]]

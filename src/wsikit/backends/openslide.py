@@ -34,6 +34,7 @@ class OpenSlideBackend(SlideBackend):
     """Aperio, Hamamatsu, Leica, MIRAX, Philips, Sakura, Trestle, Ventana, generic TIFF, DICOM..."""
 
     name = "openslide"
+    extensions = (".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".svslide", ".bif", ".dcm")
 
     @classmethod
     def can_read(cls, path: str) -> bool:

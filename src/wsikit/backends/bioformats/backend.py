@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...errors import BackendUnavailableError, CorruptSlideError, SlideError, UnsupportedFormatError
-from ...grid import as_int, clip_box
+from ...checks import as_int
+from ...tiling import clip_box
 from ...limits import check_allocation
 from ...pixels import display_rgb, to_uint8
 from ...reader import TileGrid
@@ -95,6 +96,7 @@ class BioFormatsBackend(SlideBackend):
     """
 
     name = "bioformats"
+    extensions = (".czi", ".lif", ".nd2", ".vsi", ".btf", ".jp2", ".lsm", ".zvi", ".oib", ".oif", ".ims", ".ome.tif", ".ome.tiff", ".qptiff")
 
     @classmethod
     def can_read(cls, path: str) -> bool:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...errors import CorruptSlideError, SlideError
-from ...grid import as_int, as_pair
+from ...checks import as_int, as_pair
 from ...limits import check_allocation
 from ...reader import TileGrid
 from ..base import SlideBackend
@@ -122,6 +122,7 @@ class DICOMBackend(SlideBackend):
     """DICOM VL Whole Slide Microscopy images: one tolerant file, or a whole series folder."""
 
     name = "dicom"
+    extensions = (".dcm",)
     reads_folders = True
 
     @classmethod

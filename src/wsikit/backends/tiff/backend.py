@@ -42,6 +42,7 @@ class TiffBackend(SlideBackend):
     """Aperio SVS, generic pyramidal TIFF, NDPI, Philips TIFF and plain TIFF through tifffile."""
 
     name = "tiff"
+    extensions = (".svs", ".tif", ".tiff", ".ndpi", ".qptiff", ".btf", ".ome.tif", ".ome.tiff")
 
     @classmethod
     def can_read(cls, path: str) -> bool:

@@ -1,33 +1,14 @@
-"""Tile-grid arithmetic: pure functions of shapes, no pixels.
+"""The seed's tiling arithmetic (PathML's ``generate_tiles`` grid): pure functions of
+shapes, no pixels.
 
-All shapes and coordinates are (i, j) = (row, column), in pixels of one level.
+All shapes and coordinates are (i, j) = (row, column), in pixels of one frame (a level,
+or the target frame of a physical-resolution tiling).
 """
 from __future__ import annotations
 
-import numbers
 from typing import Iterator
 
-import numpy as np
-
-
-def as_int(value, name: str, *, minimum: int | None = None) -> int:
-    """``value`` as a Python int, or TypeError/ValueError naming ``name``."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    value = int(value)
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
-
-
-def as_pair(value, name: str, *, minimum: int | None = None) -> tuple[int, int]:
-    """An int or a pair of ints as an (i, j) tuple of Python ints."""
-    if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
-        v = as_int(value, name, minimum=minimum)
-        return v, v
-    if isinstance(value, (tuple, list, np.ndarray)) and len(value) == 2:
-        return (as_int(value[0], f"{name}[0]", minimum=minimum), as_int(value[1], f"{name}[1]", minimum=minimum))
-    raise TypeError(f"{name} must be an int or a pair (i, j) of ints, got {value!r}")
+from .checks import as_pair
 
 
 def tiles_along_axis(length: int, size: int, stride: int, pad: bool) -> int:
