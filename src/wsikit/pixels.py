@@ -28,6 +28,17 @@ def to_uint8(array: np.ndarray) -> np.ndarray:
     raise TypeError(f"cannot normalise pixels of type {dtype} to uint8")
 
 
+def padded(part: np.ndarray | None, offset: tuple[int, int], size: tuple[int, int],
+           pixel_shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """A zero (h, w, *pixel_shape) array of ``size`` with ``part`` placed at ``offset`` (i, j):
+    a box read partly (or, with ``part`` None, wholly) outside its level."""
+    out = np.zeros(tuple(size) + tuple(pixel_shape), dtype=dtype)
+    if part is not None:
+        di, dj = offset
+        out[di : di + part.shape[0], dj : dj + part.shape[1]] = part
+    return out
+
+
 # Display colours for fluorescence channels beyond the first three: distinct hues.
 _CHANNEL_COLOURS = np.array(
     [[0, 0, 1], [0, 1, 0], [1, 0, 0], [1, 0, 1], [0, 1, 1], [1, 1, 0], [1, 0.5, 0], [0.5, 0, 1], [1, 1, 1]],

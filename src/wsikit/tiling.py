@@ -56,3 +56,12 @@ def clip_box(location, size, image_shape):
     if i0 >= i1 or j0 >= j1:
         return None
     return (i0, j0, i1, j1), (i0 - i, j0 - j)
+
+
+def thumbnail_shape(level0_shape: tuple[int, int], size: tuple[int, int]) -> tuple[int, int]:
+    """(h, w) of a picture of a level 0 of ``level0_shape`` that fits in ``size`` = (h, w),
+    keeping the aspect ratio (the rule of every ``get_thumbnail``)."""
+    h0, w0 = level0_shape
+    th, tw = size
+    scale = min(th / h0, tw / w0)
+    return min(th, max(1, round(h0 * scale))), min(tw, max(1, round(w0 * scale)))

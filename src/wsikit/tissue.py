@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .checks import as_int
+from .tiling import thumbnail_shape
 
 #: longer side of the mask, in mask pixels
 DEFAULT_SIZE = 2048
@@ -182,7 +183,7 @@ def tissue_feature(slide, size: int = DEFAULT_SIZE) -> np.ndarray:
     size = min(size, max(slide.level_shapes[0]))
     if slide.is_rgb:
         return saturation(slide.get_thumbnail((size, size)))
-    return _channel_mean(slide, _fit_shape(slide.level_shapes[0], size))
+    return _channel_mean(slide, thumbnail_shape(slide.level_shapes[0], (size, size)))
 
 
 def saturation(rgb: np.ndarray) -> np.ndarray:
@@ -244,13 +245,6 @@ def clean_mask(mask: np.ndarray, min_speck: float, max_hole: float) -> np.ndarra
         fill[0] = False
         mask = mask | fill[labels]
     return mask
-
-
-def _fit_shape(shape0, size: int) -> tuple[int, int]:
-    """The shape ``get_thumbnail((size, size))`` gives for a level 0 of ``shape0``."""
-    h0, w0 = shape0
-    scale = min(size / h0, size / w0)
-    return min(size, max(1, round(h0 * scale))), min(size, max(1, round(w0 * scale)))
 
 
 def _channel_mean(slide, out_shape) -> np.ndarray:

@@ -19,6 +19,7 @@ from typing import Callable, ClassVar, Iterable, Iterator
 import numpy as np
 
 from ..errors import CorruptSlideError, SlideError
+from .metadata import positive_float  # noqa: F401  (re-exported for backends)
 from ..checks import as_int, as_pair
 from ..tiling import clip_box
 from ..limits import check_allocation
@@ -598,16 +599,3 @@ def average_downsample(shape0, shape) -> float:
 
 
 __all__ = ["SlideBackend", "SkippedTileWarning", "average_downsample"]
-
-
-def positive_float(value) -> float | None:
-    """A metadata value (text, number or Java Number) as a positive finite float, else None.
-
-    The one rule every backend uses for mpp and objective power: a missing, zero,
-    negative or unparsable value means "the file does not say".
-    """
-    try:
-        number = float(value.doubleValue()) if hasattr(value, "doubleValue") else float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if number > 0 and math.isfinite(number) else None
