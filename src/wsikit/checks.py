@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Sequence
+from typing import TypeAlias
 
 import numpy as np
 
+#: What callers may give for a size, shape, stride or location: one int for both axes,
+#: or an (i, j) pair of ints (a tuple, a list or a 2-element array).
+IntOrPair: TypeAlias = "int | tuple[int, int] | Sequence[int] | np.ndarray"
+#: The same for real numbers (microns per pixel, magnifications).
+RealOrPair: TypeAlias = "float | tuple[float, float] | Sequence[float] | np.ndarray"
 
-def as_int(value, name: str, *, minimum: int | None = None) -> int:
+
+def as_int(value: object, name: str, *, minimum: int | None = None) -> int:
     """``value`` as a Python int, or TypeError/ValueError naming ``name``."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {value!r}")
@@ -18,7 +26,7 @@ def as_int(value, name: str, *, minimum: int | None = None) -> int:
     return value
 
 
-def as_pair(value, name: str, *, minimum: int | None = None) -> tuple[int, int]:
+def as_pair(value: object, name: str, *, minimum: int | None = None) -> tuple[int, int]:
     """An int or a pair of ints as an (i, j) tuple of Python ints."""
     if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
         v = as_int(value, name, minimum=minimum)

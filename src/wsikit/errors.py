@@ -11,12 +11,13 @@ import os
 class SlideError(Exception):
     """A slide file could not be read. ``path`` names the file, ``reason`` says why."""
 
-    def __init__(self, path: str | os.PathLike | None, reason: str):
+    def __init__(self, path: str | os.PathLike[str] | None, reason: str) -> None:
         self.path = None if path is None else os.fspath(path)
         self.reason = reason
         super().__init__(f"{self.path}: {reason}" if self.path is not None else reason)
 
-    def __reduce__(self):  # keep path and reason across pickling (Dask, multiprocessing)
+    def __reduce__(self) -> tuple[type[SlideError], tuple[str | None, str]]:
+        # keep path and reason across pickling (Dask, multiprocessing)
         return (type(self), (self.path, self.reason))
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 
 def to_uint8(array: np.ndarray) -> np.ndarray:
@@ -29,7 +30,7 @@ def to_uint8(array: np.ndarray) -> np.ndarray:
 
 
 def padded(part: np.ndarray | None, offset: tuple[int, int], size: tuple[int, int],
-           pixel_shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+           pixel_shape: tuple[int, ...], dtype: DTypeLike) -> np.ndarray:
     """A zero (h, w, *pixel_shape) array of ``size`` with ``part`` placed at ``offset`` (i, j):
     a box read partly (or, with ``part`` None, wholly) outside its level."""
     out = np.zeros(tuple(size) + tuple(pixel_shape), dtype=dtype)

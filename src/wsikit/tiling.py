@@ -1,18 +1,18 @@
-"""The seed's tiling arithmetic (PathML's ``generate_tiles`` grid): pure functions of
-shapes, no pixels.
+"""Tiling arithmetic: where the tiles of a grid lie, by the rule of PathML's slide backends
+(the seed wsikit grew from) in their ``generate_tiles``. Pure functions of shapes, no pixels.
 
 All shapes and coordinates are (i, j) = (row, column), in pixels of one frame (a level,
 or the target frame of a physical-resolution tiling).
 """
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator, Sequence
 
-from .checks import as_pair
+from .checks import IntOrPair, as_pair
 
 
 def tiles_along_axis(length: int, size: int, stride: int, pad: bool) -> int:
-    """How many tiles the seed's grid places along one axis of ``length`` pixels.
+    """How many tiles PathML's ``generate_tiles`` grid places along one axis of ``length`` pixels.
 
     Without padding: only tiles that lie wholly inside. With padding, when the stride
     does not divide the length: every start inside the image (``length // stride + 1``).
@@ -22,27 +22,30 @@ def tiles_along_axis(length: int, size: int, stride: int, pad: bool) -> int:
     return max(0, (length - size) // stride + 1)
 
 
-def grid_shape(image_shape, shape, stride=None, pad: bool = False) -> tuple[int, int]:
+def grid_shape(image_shape: Sequence[int], shape: IntOrPair, stride: IntOrPair | None = None,
+               pad: bool = False) -> tuple[int, int]:
     """(rows, columns) of tiles for an image of ``image_shape`` pixels."""
-    shape = as_pair(shape, "shape", minimum=1)
-    stride = shape if stride is None else as_pair(stride, "stride", minimum=1)
+    size = as_pair(shape, "shape", minimum=1)
+    step = size if stride is None else as_pair(stride, "stride", minimum=1)
     return (
-        tiles_along_axis(int(image_shape[0]), shape[0], stride[0], bool(pad)),
-        tiles_along_axis(int(image_shape[1]), shape[1], stride[1], bool(pad)),
+        tiles_along_axis(int(image_shape[0]), size[0], step[0], bool(pad)),
+        tiles_along_axis(int(image_shape[1]), size[1], step[1], bool(pad)),
     )
 
 
-def tile_locations(image_shape, shape, stride=None, pad: bool = False) -> Iterator[tuple[int, int]]:
-    """Top-left (i, j) of every tile, row-major, in the seed's order."""
-    shape = as_pair(shape, "shape", minimum=1)
-    stride = shape if stride is None else as_pair(stride, "stride", minimum=1)
-    rows, cols = grid_shape(image_shape, shape, stride, pad)
+def tile_locations(image_shape: Sequence[int], shape: IntOrPair, stride: IntOrPair | None = None,
+                   pad: bool = False) -> Iterator[tuple[int, int]]:
+    """Top-left (i, j) of every tile, row-major (the order of PathML's ``generate_tiles``)."""
+    size = as_pair(shape, "shape", minimum=1)
+    step = size if stride is None else as_pair(stride, "stride", minimum=1)
+    rows, cols = grid_shape(image_shape, size, step, pad)
     for r in range(rows):
         for c in range(cols):
-            yield r * stride[0], c * stride[1]
+            yield r * step[0], c * step[1]
 
 
-def clip_box(location, size, image_shape):
+def clip_box(location: Sequence[int], size: Sequence[int],
+             image_shape: Sequence[int]) -> tuple[tuple[int, int, int, int], tuple[int, int]] | None:
     """The part of the box ``location + size`` inside the image.
 
     Returns ``(src, dst)`` where ``src`` = (i0, j0, i1, j1) in image pixels and ``dst`` =

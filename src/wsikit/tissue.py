@@ -22,12 +22,18 @@ longer side), so it costs one thumbnail read however large the slide is:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .checks import as_int
 from .tiling import thumbnail_shape
+
+if TYPE_CHECKING:  # for the checker only: at run time a mask needs no part of the backend layer
+    from .backends.base import SlideBackend
 
 #: longer side of the mask, in mask pixels
 DEFAULT_SIZE = 2048
@@ -58,7 +64,7 @@ class TissueMask:
     scale: tuple[float, float]
     threshold: float | None = None
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         mask = np.asarray(self.mask)
         if mask.ndim != 2 or mask.size == 0:
             raise ValueError(f"mask must be a non-empty 2-D array, got shape {mask.shape}")
@@ -71,7 +77,7 @@ class TissueMask:
         object.__setattr__(self, "scale", (si, sj))
 
     @classmethod
-    def from_array(cls, mask, slide_shape) -> TissueMask:
+    def from_array(cls, mask: ArrayLike, slide_shape: Sequence[int]) -> TissueMask:
         """A mask given by the caller, covering a level 0 of ``slide_shape`` (h, w) pixels."""
         mask = np.asarray(mask)
         if mask.ndim != 2 or mask.size == 0:
@@ -86,19 +92,21 @@ class TissueMask:
 
     @property
     def shape(self) -> tuple[int, int]:
-        return self.mask.shape
+        """(h, w) of the mask, in mask pixels."""
+        h, w = self.mask.shape
+        return h, w
 
     @property
     def tissue_fraction(self) -> float:
         """Fraction of the slide covered by tissue."""
         return float(self.mask.mean())
 
-    def fraction(self, location0, size0) -> float:
+    def fraction(self, location0: Sequence[float], size0: Sequence[float]) -> float:
         """Fraction of the level-0 box at ``location0`` (i, j) of ``size0`` (h, w) that is tissue."""
         (i, j), (h, w) = location0, size0
         return float(self.fractions(np.array([[i, j, i + h, j + w]], dtype=np.float64))[0])
 
-    def fractions(self, boxes0) -> np.ndarray:
+    def fractions(self, boxes0: ArrayLike) -> np.ndarray:
         """Tissue fraction of each level-0 box (i0, j0, i1, j1) of an (n, 4) array.
 
         Mask pixels partly inside a box count by the area they share with it (the mask is
@@ -141,7 +149,7 @@ def _integral_at(integral: np.ndarray, y: np.ndarray, x: np.ndarray) -> np.ndarr
     return s00 * (1 - u) * (1 - v) + s10 * u * (1 - v) + s01 * (1 - u) * v + s11 * u * v
 
 
-def tissue_mask(slide, size: int = DEFAULT_SIZE, *, threshold: float | None = None, smooth_um: float | None = None,
+def tissue_mask(slide: SlideBackend, size: int = DEFAULT_SIZE, *, threshold: float | None = None, smooth_um: float | None = None,
                 min_speck_um2: float = 5000.0, max_hole_um2: float = 20000.0) -> TissueMask:
     """The tissue mask of ``slide`` (any backend), about ``size`` pixels on its longer side.
 
@@ -177,7 +185,7 @@ def tissue_mask(slide, size: int = DEFAULT_SIZE, *, threshold: float | None = No
     return TissueMask(mask, scale, float(threshold))
 
 
-def tissue_feature(slide, size: int = DEFAULT_SIZE) -> np.ndarray:
+def tissue_feature(slide: SlideBackend, size: int = DEFAULT_SIZE) -> np.ndarray:
     """The (h, w) float picture the mask thresholds: saturation or channel mean in [0, 1]."""
     # Never finer than level 0: a small image gains nothing from an upsampled mask.
     size = min(size, max(slide.level_shapes[0]))
@@ -247,7 +255,7 @@ def clean_mask(mask: np.ndarray, min_speck: float, max_hole: float) -> np.ndarra
     return mask
 
 
-def _channel_mean(slide, out_shape) -> np.ndarray:
+def _channel_mean(slide: SlideBackend, out_shape: tuple[int, int]) -> np.ndarray:
     """Mean over every channel, plane and time point, in [0, 1], area-averaged to ``out_shape``.
 
     Read from the smallest level at least as large as ``out_shape``, in bands of rows so

@@ -1,9 +1,10 @@
-"""One small synthetic slide per backend, for the corpus, the fuzzer and the thread tests.
+"""One small synthetic slide per backend, for the corpus, the fuzzer, the thread tests and
+the backend contract tests.
 
 A backend takes part when it can be imported and there is a way to write a file it
 reads: the TIFF family (tiff, openslide, bioformats) reads an Aperio-style pyramid from
-:func:`wsikit.sample.write_sample_svs`; the DICOM backend a series from
-``wsikit.samples.dicom`` once that module exists. Bio-Formats also needs a Java runtime
+:func:`wsikit.samples.svs.write_sample_svs`; the DICOM backend a series from
+:func:`wsikit.samples.dicom.write_dicom_series`. Bio-Formats also needs a Java runtime
 and its jar; it is left out, saying why, when they are missing.
 """
 from __future__ import annotations
@@ -18,9 +19,11 @@ SVS_SHAPE, SVS_TILE = (512, 768), 128
 
 @dataclass
 class Sample:
+    """A sample slide written for ``backend``."""
+
     backend: str
     path: str  # what open_slide is given (a file, or a DICOM series folder)
-    tile_shapes: dict  # level (str) -> native tile (h, w)
+    tile_shapes: dict[str, list[int]]  # level (as a str: the fuzzer's JSON key) -> native tile [h, w]
     files: list[str] = field(default_factory=list)  # the files to break, one at a time
 
 
@@ -49,12 +52,13 @@ def backend_unavailable(name: str) -> str | None:
 
 
 def available_backends() -> list[str]:
+    """The registered backends that can take part here, in registry order."""
     from wsikit.backends import backend_names
 
     return [name for name in backend_names() if backend_unavailable(name) is None]
 
 
-def write_sample(backend: str, folder) -> Sample:
+def write_sample(backend: str, folder: str | os.PathLike[str]) -> Sample:
     """A small multi-level slide that ``backend`` reads, written under ``folder``."""
     folder = os.fspath(folder)
     os.makedirs(folder, exist_ok=True)
