@@ -1,24 +1,20 @@
-"""Shared fixtures: the real slides of ../shared/testdata and synthetic slides made here."""
+"""Shared fixtures: the real slides of ../shared/testdata and synthetic slides made here.
+
+Helper functions live in :mod:`tests.helpers`; the names below are re-exported from it so
+that ``from conftest import ...`` in older tests keeps working while they move.
+"""
 from __future__ import annotations
 
-import os
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
-TESTDATA = Path(os.environ.get("WSIKIT_TESTDATA", Path(__file__).resolve().parents[1].parent / "shared" / "testdata"))
-
-
-def real_slide(name: str) -> str:
-    """Path of a real slide from ../shared/testdata, or skip the test saying why."""
-    path = TESTDATA / name
-    if not path.exists():
-        pytest.skip(f"real test slide {name} not found in {TESTDATA} (a fresh clone has no ../shared)")
-    return str(path)
+from tests.helpers import TESTDATA, padded_box, real_slide, tree_bytes
+from wsikit.samples.backends import Sample
 
 
 @pytest.fixture(scope="session")
-def sample_svs(tmp_path_factory) -> str:
+def sample_svs(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A small synthetic Aperio-style pyramid: levels (1024, 1536), (256, 384), (64, 96)."""
     from wsikit.samples.svs import write_sample_svs
 
@@ -27,19 +23,14 @@ def sample_svs(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
-def backend_samples(tmp_path_factory):
+def backend_samples(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Sample]:
     """``get(backend)``: a small sample file that ``backend`` reads (skips when unavailable)."""
-    import sys
-
-    root = str(Path(__file__).resolve().parents[1])
-    if root not in sys.path:
-        sys.path.insert(0, root)
     from wsikit.samples.backends import backend_unavailable, write_sample
 
     folder = tmp_path_factory.mktemp("backend-samples")
-    made = {}
+    made: dict[str, Sample] = {}
 
-    def get(backend):
+    def get(backend: str) -> Sample:
         reason = backend_unavailable(backend)
         if reason:
             pytest.skip(reason)
@@ -50,25 +41,4 @@ def backend_samples(tmp_path_factory):
     return get
 
 
-def tree_bytes(folder) -> dict[str, bytes]:
-    """Every file under ``folder``: relative path -> contents."""
-    out = {}
-    for root, _, files in os.walk(folder):
-        for name in files:
-            path = os.path.join(root, name)
-            with open(path, "rb") as f:
-                out[os.path.relpath(path, folder)] = f.read()
-    return out
-
-
-def padded_box(image, i: int, j: int, h: int, w: int):
-    """``image[i:i + h, j:j + w]`` as a reader must give it: (h, w, ...) with zeros where
-    the box lies outside the image (on any side)."""
-    import numpy as np
-
-    out = np.zeros((h, w) + image.shape[2:], image.dtype)
-    H, W = image.shape[:2]
-    i0, j0, i1, j1 = max(i, 0), max(j, 0), min(i + h, H), min(j + w, W)
-    if i0 < i1 and j0 < j1:
-        out[i0 - i : i1 - i, j0 - j : j1 - j] = image[i0:i1, j0:j1]
-    return out
+__all__ = ["TESTDATA", "real_slide", "tree_bytes", "padded_box", "sample_svs", "backend_samples"]

@@ -8,7 +8,7 @@ import tifffile
 from scipy import ndimage
 
 import wsikit
-from conftest import real_slide
+from tests.helpers import real_slide
 from wsikit.pixels import resample_area
 from wsikit.samples.svs import tissue_texture, write_sample_svs
 from wsikit.tissue import TissueMask, otsu_threshold, tissue_mask

@@ -8,18 +8,14 @@ README.md in this folder for where each named file comes from.
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from fuzz.sandbox import BAD_OUTCOMES, Case, Sandbox, describe
+from wsikit.samples.backends import backend_unavailable
 
-from wsikit.samples.backends import backend_unavailable  # noqa: E402
-from fuzz.sandbox import BAD_OUTCOMES, Case, Sandbox, describe  # noqa: E402
+HERE = Path(__file__).resolve().parent
 
 SUFFIXES = {".tif", ".tiff", ".svs", ".dcm", ".ndpi", ".qptiff", ".bin"}
 # file -> {backend: (step, start of the error it must give)}; backend None = open_slide's search.

@@ -22,8 +22,9 @@ def _wait_no_reader_threads(timeout=5.0) -> list[threading.Thread]:
     return _reader_threads()
 
 
-class CountingGrid:
-    """A TileGrid over a numpy image that counts decodes (and can fail or be slow)."""
+class CountingImage:
+    """A numpy image read through a TileGrid (``tile_grid``) whose decoder counts its calls
+    (and can fail or be slow)."""
 
     def __init__(self, image: np.ndarray, tile_shape, *, padded=True, fail=(), delay=0.0, key="img"):
         self.image = image
@@ -33,7 +34,7 @@ class CountingGrid:
         self.delay = delay
         self.padded = padded
         th, tw = tile_shape
-        self.grid = TileGrid(key, image.shape[:2], tile_shape, image.shape[2:], image.dtype, self.decode)
+        self.tile_grid = TileGrid(key, image.shape[:2], tile_shape, image.shape[2:], image.dtype, self.decode)
 
     def decode(self, ti, tj):
         with self.lock:
@@ -42,7 +43,7 @@ class CountingGrid:
             time.sleep(self.delay)
         if (ti, tj) in self.fail:
             raise RuntimeError(f"tile {ti},{tj} is broken")
-        th, tw = self.grid.tile_shape
+        th, tw = self.tile_grid.tile_shape
         part = self.image[ti * th : (ti + 1) * th, tj * tw : (tj + 1) * tw]
         if self.padded:  # edge tiles decoded at full size, like JPEG tiles
             out = np.full((th, tw) + self.image.shape[2:], 77, dtype=self.image.dtype)
@@ -188,11 +189,11 @@ def test_discard_drops_a_value_and_a_pending_keep():
 
 @pytest.mark.parametrize("padded", [True, False])
 def test_read_equals_the_image_for_random_boxes(image, padded):
-    source = CountingGrid(image, (64, 48), padded=padded)
+    source = CountingImage(image, (64, 48), padded=padded)
     reader = TiledReader()
     rng = np.random.default_rng(1)
     for i0, j0, i1, j1 in _random_boxes(image.shape, 200, rng) + [(0, 0, 203, 317), (202, 316, 203, 317)]:
-        np.testing.assert_array_equal(reader.read(source.grid, i0, j0, i1, j1), image[i0:i1, j0:j1])
+        np.testing.assert_array_equal(reader.read(source.tile_grid, i0, j0, i1, j1), image[i0:i1, j0:j1])
     # every native tile decoded once: the cache holds them all
     assert set(source.calls.values()) == {1}
 
@@ -201,8 +202,8 @@ def test_a_whole_native_tile_is_the_decoded_tile_itself_and_not_kept(image):
     """No copy for a box equal to one native tile; such a tile is not cached (it is likely
     read once), while tiles a box uses in part are (its neighbours are likely to need them)."""
     decoded = []
-    source = CountingGrid(image, (64, 48))
-    grid = TileGrid("img", source.grid.shape, source.grid.tile_shape, source.grid.pixel_shape, source.grid.dtype,
+    source = CountingImage(image, (64, 48))
+    grid = TileGrid("img", source.tile_grid.shape, source.tile_grid.tile_shape, source.tile_grid.pixel_shape, source.tile_grid.dtype,
                     lambda ti, tj: decoded.append(source.decode(ti, tj)) or decoded[-1])
     reader = TiledReader()
     a = reader.read(grid, 64, 48, 128, 96)
@@ -228,7 +229,7 @@ def test_a_short_native_tile_is_an_error(image):
 # -- streams -------------------------------------------------------------------------------
 
 def _stream(reader, source, boxes, workers, uses=None, lookahead=None):
-    box_of = lambda b: (source.grid,) + b  # noqa: E731
+    box_of = lambda b: (source.tile_grid,) + b  # noqa: E731
     finish = lambda b, a: a  # noqa: E731
     return reader.stream(boxes, box_of, finish, workers=workers, uses=uses, lookahead=lookahead)
 
@@ -236,10 +237,10 @@ def _stream(reader, source, boxes, workers, uses=None, lookahead=None):
 @pytest.mark.parametrize("workers", [1, 2, 4])
 @pytest.mark.parametrize("know_uses", [True, False])
 def test_stream_gives_every_region_in_order(image, workers, know_uses):
-    source = CountingGrid(image, (64, 48))
+    source = CountingImage(image, (64, 48))
     reader = TiledReader()
     boxes = _random_boxes(image.shape, 150, np.random.default_rng(workers))
-    uses = count_uses((source.grid,) + b for b in boxes) if know_uses else None
+    uses = count_uses((source.tile_grid,) + b for b in boxes) if know_uses else None
     out = list(_stream(reader, source, boxes, workers, uses))
     assert [item for item, _, _ in out] == boxes
     for (i0, j0, i1, j1), value, error in out:
@@ -253,10 +254,10 @@ def test_stream_gives_every_region_in_order(image, workers, know_uses):
 def test_tiling_with_known_uses_decodes_each_native_tile_once(tile):
     rng = np.random.default_rng(3)
     big = rng.integers(0, 255, size=(1500, 1700, 3), dtype=np.uint8)
-    source = CountingGrid(big, (256, 256))
+    source = CountingImage(big, (256, 256))
     reader = TiledReader(cache_bytes=64 * 1024**2)
     boxes = [(i, j, i + tile, j + tile) for i in range(0, 1500 - tile + 1, 200) for j in range(0, 1700 - tile + 1, 200)]
-    uses = count_uses((source.grid,) + b for b in boxes)
+    uses = count_uses((source.tile_grid,) + b for b in boxes)
     for (i0, j0, i1, j1), value, error in _stream(reader, source, boxes, 2, uses):
         assert error is None
         np.testing.assert_array_equal(value, big[i0:i1, j0:j1])
@@ -265,17 +266,17 @@ def test_tiling_with_known_uses_decodes_each_native_tile_once(tile):
 
 
 def test_aligned_regions_do_not_fill_the_cache(image):
-    source = CountingGrid(image, (50, 50))
+    source = CountingImage(image, (50, 50))
     reader = TiledReader()
     boxes = [(i, j, i + 50, j + 50) for i in range(0, 151, 50) for j in range(0, 251, 50)]
-    for uses in (None, count_uses((source.grid,) + b for b in boxes)):
+    for uses in (None, count_uses((source.tile_grid,) + b for b in boxes)):
         for box, value, error in _stream(reader, source, boxes, 2, uses):
             assert value.shape == (50, 50, 3) and not value.flags.writeable
         assert reader.cache.nbytes == 0
 
 
 def test_stream_works_with_a_cache_too_small_for_anything(image):
-    source = CountingGrid(image, (32, 32))
+    source = CountingImage(image, (32, 32))
     reader = TiledReader(cache_bytes=0)
     boxes = _random_boxes(image.shape, 100, np.random.default_rng(5))
     for workers in (1, 3):
@@ -285,7 +286,7 @@ def test_stream_works_with_a_cache_too_small_for_anything(image):
 
 
 def test_stream_hands_back_errors_in_order_and_goes_on(image):
-    source = CountingGrid(image, (64, 64), fail={(1, 1)})
+    source = CountingImage(image, (64, 64), fail={(1, 1)})
     boxes = [(0, 0, 64, 64), (64, 64, 100, 100), (100, 100, 150, 150), (0, 200, 60, 260)]
     for workers in (1, 2):
         out = list(_stream(TiledReader(), source, boxes, workers))
@@ -296,12 +297,12 @@ def test_stream_hands_back_errors_in_order_and_goes_on(image):
 
 
 def test_stream_hands_back_errors_of_finish_and_box_of(image):
-    source = CountingGrid(image, (64, 64))
+    source = CountingImage(image, (64, 64))
 
     def box_of(b):
         if b == "bad":
             raise TypeError("location must be a pair")
-        return (source.grid,) + b
+        return (source.tile_grid,) + b
 
     def finish(b, a):
         if b[0] == 10:
@@ -315,21 +316,21 @@ def test_stream_hands_back_errors_of_finish_and_box_of(image):
 
 
 def test_stream_regions_with_nothing_to_read(image):
-    source = CountingGrid(image, (64, 64))
+    source = CountingImage(image, (64, 64))
     items = [None, (0, 0, 8, 8), None]
-    out = list(TiledReader().stream(items, lambda b: None if b is None else (source.grid,) + b,
+    out = list(TiledReader().stream(items, lambda b: None if b is None else (source.tile_grid,) + b,
                                     lambda b, a: "empty" if a is None else a.shape, workers=2))
     assert [v for _, v, _ in out] == ["empty", (8, 8, 3), "empty"]
 
 
 def test_eight_streams_at_once_share_one_reader(image):
-    source = CountingGrid(image, (40, 40), delay=0.0005)
+    source = CountingImage(image, (40, 40), delay=0.0005)
     reader = TiledReader(cache_bytes=200_000)
     failures = []
 
     def run(seed):
         boxes = _random_boxes(image.shape, 60, np.random.default_rng(seed))
-        uses = count_uses((source.grid,) + b for b in boxes) if seed % 2 else None
+        uses = count_uses((source.tile_grid,) + b for b in boxes) if seed % 2 else None
         for (i0, j0, i1, j1), value, error in _stream(reader, source, boxes, 1 + seed % 3, uses):
             if error is not None or not np.array_equal(value, image[i0:i1, j0:j1]):
                 failures.append((seed, (i0, j0, i1, j1), error))
@@ -344,7 +345,7 @@ def test_eight_streams_at_once_share_one_reader(image):
 
 
 def test_stream_look_ahead_is_bounded(image):
-    source = CountingGrid(image, (16, 16))
+    source = CountingImage(image, (16, 16))
     pulled = []
 
     def items():
@@ -363,7 +364,7 @@ def test_stream_look_ahead_is_bounded(image):
 
 
 def test_a_consumer_that_stops_early_leaves_no_threads(image):
-    source = CountingGrid(image, (16, 16), delay=0.001)
+    source = CountingImage(image, (16, 16), delay=0.001)
     boxes = _random_boxes(image.shape, 500, np.random.default_rng(2))
     stream = _stream(TiledReader(), source, boxes, workers=4)
     next(stream)
@@ -377,7 +378,7 @@ def test_a_consumer_that_stops_early_leaves_no_threads(image):
 
 
 def test_a_stream_not_started_starts_no_threads(image):
-    source = CountingGrid(image, (16, 16))
+    source = CountingImage(image, (16, 16))
     stream = _stream(TiledReader(), source, [(0, 0, 4, 4)], workers=4)
     assert _reader_threads() == []
     del stream
@@ -386,14 +387,14 @@ def test_a_stream_not_started_starts_no_threads(image):
 # -- count_uses ----------------------------------------------------------------------------
 
 def test_count_uses_matches_a_brute_force_count(image):
-    source = CountingGrid(image, (30, 40))
-    other = CountingGrid(image[:100, :100], (25, 25), key="other")
+    source = CountingImage(image, (30, 40))
+    other = CountingImage(image[:100, :100], (25, 25), key="other")
     rng = np.random.default_rng(9)
-    boxes = [(source.grid,) + b for b in _random_boxes(image.shape, 300, rng)]
-    boxes += [(other.grid,) + b for b in _random_boxes((100, 100), 50, rng)] + [None]
+    boxes = [(source.tile_grid,) + b for b in _random_boxes(image.shape, 300, rng)]
+    boxes += [(other.tile_grid,) + b for b in _random_boxes((100, 100), 50, rng)] + [None]
     uses = count_uses(iter(boxes))
-    for grid in (source.grid, other.grid):
-        expected = np.zeros(grid.grid, np.int64)
+    for grid in (source.tile_grid, other.tile_grid):
+        expected = np.zeros(grid.tile_counts, np.int64)
         th, tw = grid.tile_shape
         for box in boxes:
             if box is not None and box[0] is grid:
@@ -434,7 +435,7 @@ def test_a_native_tile_of_the_wrong_pixel_type_is_an_error(image):
 def test_two_streams_of_one_reader_consumed_in_turns_by_one_thread(image):
     # Each stream may queue a decode the other waits for: neither may wait for the other's
     # consumer to come back.
-    source = CountingGrid(image, (32, 32))
+    source = CountingImage(image, (32, 32))
     reader = TiledReader()
     boxes = [(i, j, i + 20, j + 20) for i in range(0, 180, 15) for j in range(0, 290, 15)]
     a = _stream(reader, source, boxes, workers=2)
@@ -445,9 +446,9 @@ def test_two_streams_of_one_reader_consumed_in_turns_by_one_thread(image):
 
 
 def test_a_waiting_cache_reader_runs_a_decode_nobody_started(image):
-    source = CountingGrid(image, (32, 32))
+    source = CountingImage(image, (32, 32))
     cache = TileCache()
-    _, pending, owner = cache._claim(("img", 0, 0), True, (source.grid, 0, 0))
+    _, pending, owner = cache._claim(("img", 0, 0), True, (source.tile_grid, 0, 0))
     assert owner and not pending.started
     # nobody runs the queued decode: get() must not wait forever
     value = cache.get(("img", 0, 0), lambda: pytest.fail("the queued decode is the one to run"))
@@ -457,7 +458,7 @@ def test_a_waiting_cache_reader_runs_a_decode_nobody_started(image):
 
 @pytest.mark.parametrize("workers", [1, 3])
 def test_a_large_read_decodes_its_tiles_on_several_threads(image, workers):
-    source = CountingGrid(image, (16, 16), delay=0.0002)
+    source = CountingImage(image, (16, 16), delay=0.0002)
     reader = TiledReader(workers=workers)
     seen = set()
     decode = source.decode
@@ -466,7 +467,7 @@ def test_a_large_read_decodes_its_tiles_on_several_threads(image, workers):
         seen.add(threading.current_thread().name)
         return decode(ti, tj)
 
-    grid = TileGrid("watched", source.grid.shape, (16, 16), (3,), image.dtype, watched)
+    grid = TileGrid("watched", source.tile_grid.shape, (16, 16), (3,), image.dtype, watched)
     np.testing.assert_array_equal(reader.read(grid, 3, 5, 200, 300), image[3:200, 5:300])
     assert set(source.calls.values()) == {1}
     if workers == 1:
@@ -483,7 +484,7 @@ def test_every_reader_thread_runs_the_exit_hooks(image):
     hook = lambda: ended.append(threading.current_thread().name)  # noqa: E731
     reader_module.THREAD_EXIT_HOOKS.append(hook)
     try:
-        source = CountingGrid(image, (16, 16))
+        source = CountingImage(image, (16, 16))
         list(_stream(TiledReader(), source, _random_boxes(image.shape, 30, np.random.default_rng(4)), workers=3))
         assert sorted(ended) == ["wsikit-reader-0", "wsikit-reader-1"]
         ended.clear()

@@ -1,7 +1,7 @@
 """Paths as users have them: non-ASCII (emoji included), spaces, links, read-only places.
 
 Every backend that can be imported here and has a sample file generator takes part
-(:mod:`fuzz.samples`). A slide reached through an odd path reads the same pixels as
+(:mod:`wsikit.samples.backends`). A slide reached through an odd path reads the same pixels as
 through a plain one, and errors name the path the caller gave.
 """
 from __future__ import annotations
@@ -15,11 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
-import wsikit  # noqa: E402
+import wsikit
 
 BACKENDS = ["tiff", "openslide", "dicom", "bioformats"]
 NAMES = ["slide with spaces", "ünïcödé スライド", "🧫 slide 🔬", "  leading and trailing  ", "a'b\"c;&$(d)"]

@@ -1,7 +1,7 @@
 """One backend read from many threads and from forked processes gives sequential pixels.
 
 Every backend that can be imported here and has a sample file generator takes part
-(:mod:`fuzz.samples`): TIFF and OpenSlide on a synthetic Aperio pyramid, DICOM on a
+(:mod:`wsikit.samples.backends`): TIFF and OpenSlide on a synthetic Aperio pyramid, DICOM on a
 synthetic series, Bio-Formats on the pyramid when a Java runtime and its jar are there.
 """
 from __future__ import annotations
@@ -13,16 +13,12 @@ import sys
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
-import wsikit  # noqa: E402
+import wsikit
 
 BACKENDS = ["tiff", "openslide", "dicom", "bioformats"]
 THREADS = 8

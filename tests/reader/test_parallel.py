@@ -16,7 +16,7 @@ import pytest
 import wsikit
 from wsikit.backends.base import SkippedTileWarning
 
-from conftest import padded_box, real_slide
+from tests.helpers import padded_box, real_slide
 
 
 def _level_arrays(path) -> list[np.ndarray]:
@@ -246,7 +246,7 @@ def _compare_with_tifffile_decode(path):
     with wsikit.open_slide(path) as slide:
         for level, grid in enumerate(slide._grids):
             page = slide._pages[level]
-            rows, cols = grid.grid
+            rows, cols = grid.tile_counts
             assert slide._level_grid(level) is grid
             fd = os.open(path, os.O_RDONLY)
             try:
