@@ -1,4 +1,5 @@
-"""Result folders: Zarr and image outputs, manifests, names, and surviving a killed run."""
+"""Tiling a slide into its result folder: Zarr and image outputs, skipping, overwriting,
+resuming, and surviving a killed run with the same bytes."""
 from __future__ import annotations
 
 import csv
@@ -16,11 +17,10 @@ import zarr
 from PIL import Image
 
 import wsikit
-from conftest import tree_bytes
-from wsikit import sinks
-from wsikit.sinks import SlideJob, TileOptions, assign_folders, prepare, slide_stem, tile_slide
-
-
+from tests.helpers import tree_bytes
+from wsikit.sinks import SlideJob, TileOptions, plan_part, tile_slide, write_part
+from wsikit.sinks import run as sink_run
+from wsikit.sinks.channels import PixelLayout
 
 
 def read_manifest(folder) -> list[dict]:
@@ -124,10 +124,10 @@ def test_multichannel_tiles_keep_every_plane(tmp_path):
 
 
 def test_images_refuse_channel_counts_they_cannot_hold(sample_svs, tmp_path, monkeypatch):
-    monkeypatch.setattr(sinks, "_pixel_layout", lambda slide: (5, np.dtype(np.uint8)))
+    monkeypatch.setattr(sink_run, "stored_pixel_layout", lambda slide: PixelLayout(5, np.dtype(np.uint8)))
     with pytest.raises(ValueError, match="5 channels.*zarr"):
-        sinks.write_part(sinks.plan_part(SlideJob(os.path.abspath(sample_svs), str(tmp_path / "x"),
-                                                  TileOptions(shape=(64, 64), level=2, format="png"))))
+        write_part(plan_part(SlideJob(os.path.abspath(sample_svs), str(tmp_path / "x"),
+                                      TileOptions(shape=(64, 64), level=2, format="png"))))
 
 
 def test_no_tiles_gives_an_empty_result(sample_svs, tmp_path):
@@ -136,63 +136,6 @@ def test_no_tiles_gives_an_empty_result(sample_svs, tmp_path):
     assert result.status == "written" and result.tiles == 0
     assert zarr.open_group(os.path.join(result.folder, "tiles.zarr"), mode="r")["tiles"].shape == (0, 64, 64, 3)
     assert read_manifest(result.folder) == []
-
-
-def test_slide_names():
-    assert slide_stem("/data/a/slide.svs") == "slide"
-    assert slide_stem("/data/x.ome.tiff") == "x"
-    assert slide_stem("/data/series_dir/") == "series_dir"
-    assert slide_stem("/data/we ird:name?.ndpi") == "we_ird_name_"
-    assert slide_stem("/data/..svs") == "svs"
-    assert slide_stem("/data/....") == "slide"
-    assert slide_stem("noext") == "noext"
-    for weird in ("../../etc/passwd", "/x/..", "a/b/../../c.svs", "\\..\\evil.svs"):
-        name = slide_stem(weird)
-        assert "/" not in name and not name.startswith(".") and name
-
-
-def test_same_names_get_distinct_folders(tmp_path):
-    out = tmp_path / "out"
-    a, b, c = "/data/one/s.svs", "/data/two/s.svs", "/data/two/S.tif"
-    folders = assign_folders([a, b, c], out)
-    assert folders[0] == str(out / "s")
-    assert folders[1] == str(out / f"s-{sinks.path_hash(b)}")
-    assert folders[2] == str(out / f"S-{sinks.path_hash(c)}")
-    assert len(set(folders)) == 3
-    # A folder holding another slide's results is not taken over, whatever the order.
-    os.makedirs(out / "s")
-    (out / "s" / "job.json").write_text('{"format": "wsikit-tiles", "slide": "/data/two/s.svs"}')
-    assert assign_folders([a, b], out) == [str(out / f"s-{sinks.path_hash(a)}"), str(out / "s")]
-    # Nor a folder that is not a wsikit result.
-    os.makedirs(out / "mine")
-    (out / "mine" / "notes.txt").write_text("keep")
-    assert assign_folders(["/x/mine.svs"], out) == [str(out / f"mine-{sinks.path_hash('/x/mine.svs')}")]
-
-
-def test_results_cannot_escape_out(sample_svs, tmp_path):
-    out = tmp_path / "out"
-    elsewhere = tmp_path / "elsewhere"
-    os.makedirs(out)
-    os.makedirs(elsewhere)
-    job = SlideJob(os.path.abspath(sample_svs), str(out / "sample"), OPTIONS)
-    os.symlink(elsewhere, out / "sample")
-    early = prepare(job, str(out))
-    assert early.status == "failed" and "outside" in early.reason
-    assert os.listdir(elsewhere) == []
-    # The naming rule itself never leaves OUT.
-    for folder in assign_folders(["/a/../../b.svs", "/x/..svs", "/y/.."], out):
-        assert os.path.dirname(folder) == str(out)
-
-
-def test_unfinished_result_with_other_options_is_not_touched(sample_svs, tmp_path):
-    job = SlideJob(os.path.abspath(sample_svs), str(tmp_path / "sample"), TileOptions(shape=(64, 64), level=1))
-    part = sinks.plan_part(job)
-    sinks.write_part(part)
-    os.unlink(os.path.join(job.folder, "tiles.csv"))  # as if the run had stopped before the end
-    other = SlideJob(job.slide, job.folder, TileOptions(shape=(32, 32), level=1))
-    early = prepare(other, str(tmp_path))
-    assert early.status == "failed" and "unfinished" in early.reason
-    assert prepare(job, str(tmp_path)) is None  # the same options finish it
 
 
 def test_resume_writes_only_missing_tiles_and_ends_identical(sample_svs, tmp_path):
@@ -213,8 +156,8 @@ def test_resume_writes_only_missing_tiles_and_ends_identical(sample_svs, tmp_pat
 
 SLOW_RUN = """
 import sys, time
-import wsikit.sinks as sinks
-for cls in (sinks._ZarrWriter, sinks._ImageWriter):
+from wsikit.sinks.writers import ImageTileWriter, ZarrTileWriter
+for cls in (ZarrTileWriter, ImageTileWriter):
     def write_run(self, run, _original=cls.write_run):
         time.sleep(0.02 * len(run))
         _original(self, run)
@@ -269,20 +212,3 @@ def test_a_run_killed_halfway_finishes_on_rerun_with_the_same_bytes(sample_svs, 
     assert tree_bytes(folder) == reference
 
 
-def test_manifest_text(sample_svs):
-    with wsikit.open_slide(sample_svs) as slide:
-        plan = slide.tile_plan(256, level=1)
-    text = sinks.manifest_bytes(plan, "png").decode()
-    assert text == "i,j,level,i0,j0,height,width,mpp,tissue,file\n0,0,1,0,0,256,256,1,,images/0_0.png\n"
-    rows = list(csv.reader(io.StringIO(sinks.manifest_bytes(plan).decode())))
-    assert rows == [list(sinks.COLUMNS), ["0", "0", "1", "0", "0", "256", "256", "1", ""]]
-
-
-def test_options_are_checked():
-    with pytest.raises(ValueError, match="format"):
-        TileOptions(format="tiff")
-    with pytest.raises(ValueError, match="at most one"):
-        TileOptions(level=1, mpp=0.5)
-    with pytest.raises(ValueError, match="shape"):
-        TileOptions(shape=0)
-    assert TileOptions(shape=64).shape == (64, 64)
