@@ -7,6 +7,7 @@ both tifffile and OpenSlide read as an SVS slide: pink and purple tissue on whit
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -45,7 +46,7 @@ def tissue_texture(shape: tuple[int, int], seed: int = 0, tissue_fraction: float
     return out
 
 
-def _upsample(small: np.ndarray, shape) -> np.ndarray:
+def _upsample(small: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     from PIL import Image
 
     image = Image.fromarray(small, mode="F").resize((shape[1], shape[0]), Image.Resampling.BICUBIC)
@@ -58,7 +59,8 @@ def _reduce(image: np.ndarray, factor: int) -> np.ndarray:
     return np.clip(np.rint(block_mean(image, factor)), 0, 255).astype(np.uint8)
 
 
-def write_sample_svs(path, shape=(4096, 6144), *, mpp: float = 0.25, tile: int = 256, factors=(4, 16),
+def write_sample_svs(path: str | os.PathLike[str], shape: tuple[int, int] = (4096, 6144), *, mpp: float = 0.25,
+                     tile: int = 256, factors: Sequence[int] = (4, 16),
                      seed: int = 0, quality: int = 90, image: np.ndarray | None = None) -> str:
     """Write an Aperio-style SVS pyramid of ``shape`` (h, w) and return its path.
 

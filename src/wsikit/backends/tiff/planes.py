@@ -11,9 +11,11 @@ from __future__ import annotations
 import math
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from ..base import positive_float
+from ..metadata import positive_float
 
 # OME length units -> microns
 _MICRONS = {"µm": 1.0, "um": 1.0, "micron": 1.0, "nm": 1e-3, "pm": 1e-6, "Å": 1e-4, "mm": 1e3,
@@ -37,7 +39,7 @@ class PlaneLayout:
     """
 
     kind: str
-    levels: list[list]
+    levels: list[list[Any]]
     planes: list[tuple[int, int, int]]
     sizes: tuple[int, int, int]  # (z, pages per (z, t), t)
     channel_names: list[str] | None = None
@@ -45,14 +47,15 @@ class PlaneLayout:
     objective_power: float | None = None
     properties: dict[str, str] = field(default_factory=dict)
     #: (name, object with .asarray(), .shape, .dtype): pages or tifffile series
-    associated: list[tuple[str, object]] = field(default_factory=list)
+    associated: list[tuple[str, Any]] = field(default_factory=list)
 
     @property
-    def first_page(self):
+    def first_page(self) -> Any:
+        """The first page level 0 stores (a tifffile page)."""
         return next(page for page in self.levels[0] if page is not None)
 
 
-def plane_layout(tif) -> PlaneLayout | None:
+def plane_layout(tif: Any) -> PlaneLayout | None:
     """The layout of an OME-TIFF or QPTIFF, None for any other TIFF.
 
     Raises UnsupportedLayout for OME-TIFF / QPTIFF files the native reader cannot read
@@ -69,7 +72,7 @@ def plane_layout(tif) -> PlaneLayout | None:
 
 
 # -- OME-TIFF ------------------------------------------------------------------------------
-def _ome_layout(tif) -> PlaneLayout:
+def _ome_layout(tif: Any) -> PlaneLayout:
     series = tif.series[0]
     layout = _series_layout(tif, series, "ome")
     layout.properties["ome.xml"] = tif.ome_metadata or ""
@@ -80,7 +83,7 @@ def _ome_layout(tif) -> PlaneLayout:
     return layout
 
 
-def _series_layout(tif, series, kind: str) -> PlaneLayout:
+def _series_layout(tif: Any, series: Any, kind: str) -> PlaneLayout:
     """Levels of a tifffile series whose planes are indexed by T, Z and C."""
     axes = series.get_axes(False)
     shape = series.get_shape(False)
@@ -91,7 +94,7 @@ def _series_layout(tif, series, kind: str) -> PlaneLayout:
     for axis, size in zip(plane_axes, plane_shape):
         if size > 1 and axis not in "TZC":
             raise UnsupportedLayout(f"axis {axis!r} of size {size} is not z, c or t")
-    sizes = tuple(_size(plane_axes, plane_shape, axis) for axis in "ZCT")
+    sizes = (_size(plane_axes, plane_shape, "Z"), _size(plane_axes, plane_shape, "C"), _size(plane_axes, plane_shape, "T"))
     planes = []
     for n in range(math.prod(plane_shape)):
         index = dict(zip(plane_axes, _unravel(n, plane_shape)))
@@ -105,11 +108,11 @@ def _series_layout(tif, series, kind: str) -> PlaneLayout:
     return PlaneLayout(kind, levels, planes, sizes)
 
 
-def _size(axes: str, shape, axis: str) -> int:
+def _size(axes: str, shape: Sequence[int], axis: str) -> int:
     return int(shape[axes.index(axis)]) if axis in axes else 1
 
 
-def _unravel(n: int, shape) -> tuple[int, ...]:
+def _unravel(n: int, shape: Sequence[int]) -> tuple[int, ...]:
     index = []
     for size in reversed(shape):
         n, k = divmod(n, size)
@@ -117,7 +120,7 @@ def _unravel(n: int, shape) -> tuple[int, ...]:
     return tuple(reversed(index))
 
 
-def _as_page(page):
+def _as_page(page: Any) -> Any:
     if page is None:
         return None
     import tifffile
@@ -126,7 +129,7 @@ def _as_page(page):
     return page if isinstance(page, tifffile.TiffPage) else page.aspage()
 
 
-def _ome_root(xml: str | None):
+def _ome_root(xml: str | None) -> ET.Element | None:
     if not xml:
         return None
     try:
@@ -139,11 +142,11 @@ def _local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1]
 
 
-def _children(element, name: str) -> list:
+def _children(element: ET.Element, name: str) -> list[ET.Element]:
     return [child for child in element if _local(child.tag) == name]
 
 
-def _ome_image(xml, series, index: int):
+def _ome_image(xml: str | None, series: Any, index: int) -> ET.Element | None:
     root = _ome_root(xml)
     if root is None:
         return None
@@ -154,17 +157,18 @@ def _ome_image(xml, series, index: int):
     return images[index] if index < len(images) else None
 
 
-def _read_ome_image(image, layout: PlaneLayout, root) -> None:
+def _read_ome_image(image: ET.Element, layout: PlaneLayout, root: ET.Element | None) -> None:
     pixels = next(iter(_children(image, "Pixels")), None)
     if pixels is None:
         return
-    mpp = [_ome_length(pixels, "PhysicalSizeY"), _ome_length(pixels, "PhysicalSizeX")]
-    if all(mpp):
-        layout.mpp = (mpp[0], mpp[1])
+    mpp_y, mpp_x = _ome_length(pixels, "PhysicalSizeY"), _ome_length(pixels, "PhysicalSizeX")
+    if mpp_y and mpp_x:
+        layout.mpp = (mpp_y, mpp_x)
     channels = _children(pixels, "Channel")
     pages_c = layout.sizes[1]
-    if len(channels) == pages_c and all(ch.get("Name") for ch in channels):
-        layout.channel_names = [ch.get("Name") for ch in channels]
+    names = [ch.get("Name") or "" for ch in channels]
+    if len(channels) == pages_c and all(names):
+        layout.channel_names = names
     settings = next(iter(_children(image, "ObjectiveSettings")), None)
     if settings is not None and root is not None:
         for instrument in _children(root, "Instrument"):
@@ -173,14 +177,14 @@ def _read_ome_image(image, layout: PlaneLayout, root) -> None:
                     layout.objective_power = positive_float(objective.get("NominalMagnification"))
 
 
-def _ome_length(pixels, name: str) -> float | None:
+def _ome_length(pixels: ET.Element, name: str) -> float | None:
     value = positive_float(pixels.get(name))
     factor = _MICRONS.get(pixels.get(name + "Unit", "µm"))
     return value * factor if value and factor else None
 
 
 # -- QPTIFF --------------------------------------------------------------------------------
-def _qptiff_layout(tif) -> PlaneLayout:
+def _qptiff_layout(tif: Any) -> PlaneLayout:
     pages = tif.pages
     kinds = []
     for k in range(len(pages)):
@@ -194,7 +198,7 @@ def _qptiff_layout(tif) -> PlaneLayout:
         layout.associated = [(s.name.lower(), s) for s in tif.series[1:]]
         return layout
     levels = [full]
-    run: list = []
+    run: list[Any] = []
     for kind, page in kinds + [(None, None)]:
         if kind == "reducedresolution" and (not run or run[0].shape == page.shape):
             run.append(page)
@@ -206,7 +210,7 @@ def _qptiff_layout(tif) -> PlaneLayout:
         run = [page] if kind == "reducedresolution" else []
     levels.sort(key=lambda pages: -pages[0].shape[0] * pages[0].shape[1])
     layout = PlaneLayout("qptiff", levels, [(0, c, 0) for c in range(len(full))], (1, len(full), 1))
-    names = [_qptiff_field(page.description, "Name") for page in full]
+    names = [_qptiff_field(page.description, "Name") or "" for page in full]
     if all(names):
         layout.channel_names = names
     root = _qptiff_root(full[0].description)
@@ -218,7 +222,7 @@ def _qptiff_layout(tif) -> PlaneLayout:
         microns = positive_float(root.findtext("ScanProfile/root/ScanResolution/PixelSizeMicrons"))
         if microns:
             layout.mpp = (microns, microns)
-    seen = set()
+    seen: set[str] = set()
     for kind, page in kinds:
         name = _QPTIFF_ASSOCIATED.get(kind or "")
         if name is not None:
@@ -227,7 +231,7 @@ def _qptiff_layout(tif) -> PlaneLayout:
     return layout
 
 
-def _qptiff_root(description: str | None):
+def _qptiff_root(description: str | None) -> ET.Element | None:
     try:
         return ET.fromstring(description or "")
     except ET.ParseError:
@@ -241,7 +245,7 @@ def _qptiff_field(description: str | None, name: str) -> str | None:
 
 
 # -- checks --------------------------------------------------------------------------------
-def _check_levels(tif, layout: PlaneLayout) -> None:
+def _check_levels(tif: Any, layout: PlaneLayout) -> None:
     if not layout.levels or all(page is None for page in layout.levels[0]):
         raise UnsupportedLayout("the image has no pages")
     for pages in layout.levels:
@@ -256,6 +260,6 @@ def _check_levels(tif, layout: PlaneLayout) -> None:
                 raise UnsupportedLayout("the planes of a level differ in size, tiling or pixel type")
 
 
-def _geometry(page) -> tuple:
+def _geometry(page: Any) -> tuple[Any, ...]:
     return (page.imagelength, page.imagewidth, page.is_tiled, page.tilelength, page.tilewidth,
             page.rowsperstrip, str(page.dtype), page.samplesperpixel, page.planarconfig)

@@ -10,7 +10,7 @@ import pytest
 import tifffile
 
 import wsikit
-from conftest import real_slide
+from tests.helpers import real_slide
 from wsikit.backends.tiff import TiffBackend
 from wsikit.pixels import to_uint8
 

@@ -6,7 +6,7 @@ import tifffile
 
 import wsikit
 from wsikit import TiffBackend
-from conftest import padded_box, real_slide
+from tests.helpers import padded_box, real_slide
 
 
 def openslide_region(slide, location, size, level=0):
