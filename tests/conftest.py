@@ -1,7 +1,7 @@
 """Shared fixtures: the real slides of ../shared/testdata and synthetic slides made here.
 
-Helper functions live in :mod:`tests.helpers`; the names below are re-exported from it so
-that ``from conftest import ...`` in older tests keeps working while they move.
+Helper functions live in :mod:`tests.helpers`; their names are also re-exported here for
+tests that still import them from this conftest module.
 """
 from __future__ import annotations
 
