@@ -25,6 +25,7 @@ import shutil
 import sys
 import threading
 from pathlib import Path
+from types import ModuleType
 
 from ...errors import BackendUnavailableError
 
@@ -186,7 +187,7 @@ def _detach_current_thread() -> None:
         jpype.java.lang.Thread.detach()
 
 
-def _bioformats_loadable(jpype) -> bool:
+def _bioformats_loadable(jpype: ModuleType) -> bool:
     try:
         jpype.JClass("loci.formats.ImageReader")
         return True
@@ -194,7 +195,7 @@ def _bioformats_loadable(jpype) -> bool:
         return False
 
 
-def _quiet_logging(jpype) -> None:
+def _quiet_logging(jpype: ModuleType) -> None:
     level = os.environ.get("WSIKIT_BIOFORMATS_LOG", "").strip().upper() or DEFAULT_LOG_LEVEL
     if level not in _LOG_LEVELS:
         level = DEFAULT_LOG_LEVEL

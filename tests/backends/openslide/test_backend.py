@@ -5,7 +5,7 @@ import pytest
 
 import wsikit
 from wsikit import OpenSlideBackend, TiffBackend
-from conftest import real_slide
+from tests.helpers import real_slide
 
 
 def test_forced_openslide_backend_reads_svs_like_tiff_backend():
