@@ -15,7 +15,7 @@ import tifffile
 from PIL import Image
 
 import wsikit
-from wsikit.cli import find_slides, main
+from wsikit.cli import main
 
 
 def wsikit_command() -> list[str]:
@@ -149,34 +149,3 @@ def test_usage_errors_exit_2(sample_svs, tmp_path):
 def test_missing_inputs_are_failures(tmp_path, capsys):
     assert main(["tile", str(tmp_path / "nope.svs"), "--out", str(tmp_path / "out"), "--quiet"]) == 1
     assert "no such file" in capsys.readouterr().out
-
-
-def test_find_slides_searches_folders(slides, tmp_path):
-    (slides / "sub").mkdir()
-    shutil.copy(slides / "a.svs", slides / "sub" / "c.SVS")
-    (slides / "out.zarr").mkdir()
-    (slides / "out.zarr" / "x.tif").write_bytes(b"")
-    found, missing = find_slides([str(slides), str(slides / "a.svs"), str(tmp_path / "gone")])
-    names = [os.path.relpath(p, slides) for p in found]
-    assert names == ["a.svs", "b.svs", "broken.svs", os.path.join("sub", "c.SVS")]
-    assert missing == [(str(tmp_path / "gone"), "no such file or folder")]
-
-
-def test_a_folder_of_dicom_files_is_one_slide_unless_it_holds_other_slides(tmp_path, sample_svs):
-    from conftest import real_slide
-
-    dicom = real_slide("small_dicom.dcm")
-    series = tmp_path / "series"
-    series.mkdir()
-    shutil.copy(dicom, series / "level0.dcm")
-    if not wsikit.backends.backend_class("dicom").can_read(str(series)):
-        pytest.skip("the DICOM backend does not read folders")
-    assert find_slides([str(series)]) == ([str(series)], [])
-    mixed = tmp_path / "mixed"
-    mixed.mkdir()
-    shutil.copy(dicom, mixed / "x.dcm")
-    shutil.copy(sample_svs, mixed / "y.svs")
-    assert find_slides([str(mixed)]) == ([str(mixed / "x.dcm"), str(mixed / "y.svs")], [])
-    # A search below a folder takes a series folder whole.
-    found, _ = find_slides([str(tmp_path)])
-    assert str(series) in found and str(mixed / "x.dcm") in found

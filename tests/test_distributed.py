@@ -7,14 +7,12 @@ import shutil
 
 import pytest
 
-from conftest import tree_bytes
+from tests.helpers import tree_bytes
 from wsikit.distributed import run_jobs
 from wsikit.samples.svs import write_sample_svs
 from wsikit.sinks import SlideJob, TileOptions, assign_folders
 
 pytest.importorskip("distributed")
-
-
 
 
 @pytest.fixture(scope="module")

@@ -14,11 +14,15 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Sequence
 
+#: the tiling the demo asks for: 256 x 256 tiles at 0.5 mpp, at least half tissue
 TILING = ["--mpp", "0.5", "--shape", "256", "--min-tissue", "0.5"]
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the demo with ``argv`` = [OUT [SLIDE ...]] (default: ``sys.argv[1:]``); returns
+    the exit status of ``wsikit tile``."""
     from .cli import main as wsikit
 
     argv = sys.argv[1:] if argv is None else list(argv)

@@ -16,7 +16,9 @@ the options, never on who ran them.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
+from typing import Any
 
 from .sinks import SlideJob, SlideResult, plan_part, write_part
 
@@ -39,26 +41,27 @@ def run_jobs(jobs: list[SlideJob], *, workers: int | None = None, scheduler: str
 
 
 def _failure(job: SlideJob, exc: BaseException) -> SlideResult:
+    """The failed result of ``job``, the exception's type and message as the reason."""
     text = str(exc)
     return SlideResult(job.slide, job.folder, "failed", reason=f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
 
 
-def _bar(total: int | None, desc: str, progress: bool | None, unit: str):
+def _bar(total: int | None, desc: str, progress: bool | None, unit: str) -> Any:
+    """A tqdm progress bar on stderr (shown on a terminal only when ``progress`` is None)."""
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, unit=unit, disable=None if progress is None else not progress,
                 leave=False, dynamic_ncols=True)
 
 
-def _run_here(jobs, *, progress, on_result) -> list[SlideResult]:
-    import os
-
+def _run_here(jobs: list[SlideJob], *, progress: bool | None,
+              on_result: Callable[[SlideResult], None] | None) -> list[SlideResult]:
     results = []
     for n, job in enumerate(jobs, 1):
         try:
             part = plan_part(job)
             with _bar(len(part.plan), f"[{n}/{len(jobs)}] {os.path.basename(job.slide)}", progress, "tile") as bar:
-                def update(done, bar=bar):
+                def update(done: int, bar: Any = bar) -> None:
                     bar.update(done - bar.n)
 
                 result = write_part(part, progress=update)
@@ -70,7 +73,8 @@ def _run_here(jobs, *, progress, on_result) -> list[SlideResult]:
     return results
 
 
-def _run_dask(jobs, *, workers, scheduler, retries, progress, on_result) -> list[SlideResult]:
+def _run_dask(jobs: list[SlideJob], *, workers: int | None, scheduler: str | None, retries: int,
+              progress: bool | None, on_result: Callable[[SlideResult], None] | None) -> list[SlideResult]:
     from distributed import Client, LocalCluster, as_completed
 
     from .checks import as_int
@@ -87,12 +91,12 @@ def _run_dask(jobs, *, workers, scheduler, retries, progress, on_result) -> list
                                dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR)
         client = Client(cluster)
     try:
-        futures = {}
+        futures: dict[Any, int] = {}  # a Dask future -> the index of its job
         for index, job in enumerate(jobs):
             planned = client.submit(plan_part, job, retries=retries, pure=False)
             written = client.submit(write_part, planned, retries=retries, pure=False)
             futures[written] = index
-        results: list[SlideResult | None] = [None] * len(jobs)
+        results: dict[int, SlideResult] = {}
         with _bar(len(jobs), "slides", progress, "slide") as bar:
             for future in as_completed(futures):
                 index = futures[future]
@@ -104,7 +108,7 @@ def _run_dask(jobs, *, workers, scheduler, retries, progress, on_result) -> list
                 bar.update(1)
                 if on_result is not None:
                     on_result(result)
-        return results
+        return [results[index] for index in range(len(jobs))]
     finally:
         client.close()
         if cluster is not None:

@@ -58,7 +58,7 @@ from .layout import (
     slide_stem,
 )
 from .manifest import COLUMNS, manifest_bytes, plan_digest
-from .resume import prepare
+from .resume import prepare, prepare_jobs
 from .run import WRITE_RUN_BYTES, WRITE_RUN_TILES, plan_part, tile_slide, write_part
 from .writers import ImageTileWriter, PendingTile, TileWriter, ZarrTileWriter
 
@@ -66,6 +66,6 @@ __all__ = [
     "COLUMNS", "FORMATS", "IMAGE_FOLDER", "JOB_FILE", "MANIFEST", "TMP_PREFIX", "WRITE_RUN_BYTES", "WRITE_RUN_TILES",
     "ZARR_STORE", "ImageTileWriter", "PendingTile", "SlideJob", "SlidePart", "SlideResult", "SlideStatus",
     "TileOptions", "TileWriter", "ZarrTileWriter", "assign_folders", "check_inside", "image_name", "is_complete",
-    "manifest_bytes", "path_hash", "plan_digest", "prepare", "plan_part", "read_job", "slide_stem", "tile_slide",
-    "write_atomic", "write_part",
+    "manifest_bytes", "path_hash", "plan_digest", "plan_part", "prepare", "prepare_jobs", "read_job", "slide_stem",
+    "tile_slide", "write_atomic", "write_part",
 ]

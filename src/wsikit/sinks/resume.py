@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Sequence
 
-from .jobs import SlideJob, SlideResult
-from .layout import check_inside, is_complete, read_job
+from .jobs import SlideJob, SlideResult, TileOptions
+from .layout import assign_folders, check_inside, is_complete, read_job
 
 
 def prepare(job: SlideJob, out: str, overwrite: bool = False) -> SlideResult | None:
@@ -46,3 +47,21 @@ def prepare(job: SlideJob, out: str, overwrite: bool = False) -> SlideResult | N
                            reason=f"{job.folder} holds an unfinished run with other options; rerun with those options "
                                   "to finish it, or pass --overwrite")
     return None
+
+
+def prepare_jobs(slides: Sequence[str], out: str, options: TileOptions,
+                 overwrite: bool = False) -> tuple[list[SlideJob], list[SlideResult]]:
+    """The jobs of a run over ``slides`` (absolute paths) into ``out`` (absolute): each slide
+    gets its folder (:func:`~wsikit.sinks.layout.assign_folders`) and is checked with
+    :func:`prepare`. Returns the jobs to run and, in the order of ``slides``, the results of
+    the slides that need no run (skipped or failed)."""
+    jobs: list[SlideJob] = []
+    settled: list[SlideResult] = []
+    for slide, folder in zip(slides, assign_folders(slides, out)):
+        job = SlideJob(slide, folder, options)
+        early = prepare(job, out, overwrite)
+        if early is None:
+            jobs.append(job)
+        else:
+            settled.append(early)
+    return jobs, settled
