@@ -70,7 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     res = group.add_mutually_exclusive_group()
     res.add_argument("--level", type=_nonnegative_int, default=None, help="tile this pyramid level (default 0)")
     res.add_argument("--mpp", type=_positive_float, default=None, help="tile at this many microns per pixel")
-    res.add_argument("--magnification", type=_positive_float, default=None, help="tile at this objective power, e.g. 20")
+    res.add_argument("--magnification", type=_positive_float, default=None,
+                     help="tile at this objective power, e.g. 20")
     group.add_argument("--min-tissue", type=_fraction, default=None, metavar="F",
                        help="keep tiles whose tissue fraction is at least F (0..1)")
 

@@ -43,7 +43,8 @@ def run_jobs(jobs: list[SlideJob], *, workers: int | None = None, scheduler: str
 def _failure(job: SlideJob, exc: BaseException) -> SlideResult:
     """The failed result of ``job``, the exception's type and message as the reason."""
     text = str(exc)
-    return SlideResult(job.slide, job.folder, "failed", reason=f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
+    reason = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return SlideResult(job.slide, job.folder, "failed", reason=reason)
 
 
 def _bar(total: int | None, desc: str, progress: bool | None, unit: str) -> Any:

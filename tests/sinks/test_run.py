@@ -3,7 +3,6 @@ resuming, and surviving a killed run with the same bytes."""
 from __future__ import annotations
 
 import csv
-import io
 import os
 import signal
 import subprocess

@@ -41,7 +41,8 @@ def prepare(job: SlideJob, out: str, overwrite: bool = False) -> SlideResult | N
             return SlideResult(job.slide, job.folder, "skipped", tiles=existing.get("tiles", 0),
                                reason="already complete (pass --overwrite to redo it)")
         return SlideResult(job.slide, job.folder, "failed",
-                           reason=f"{job.folder} holds results made with other options; pass --overwrite to replace them")
+                           reason=f"{job.folder} holds results made with other options; "
+                                  "pass --overwrite to replace them")
     if not same:
         return SlideResult(job.slide, job.folder, "failed",
                            reason=f"{job.folder} holds an unfinished run with other options; rerun with those options "
