@@ -251,7 +251,7 @@ def test_plan_memory_does_not_grow_with_the_grid(sample_svs):
     try:
         plan = slide.tile_plan(8)  # 128 x 192 = 24,576 tiles
         assert len(pickle.dumps(plan)) < 2_000
-        h, w = slide.dimensions
+        h, w = slide.shape
         assert len(plan) == (h // 8) * (w // 8)
         last = plan[-1]
         assert last.coords == ((h // 8 - 1) * 8, (w // 8 - 1) * 8) and last.read_size == (8, 8)
@@ -276,11 +276,17 @@ def test_plan_take_keeps_the_chosen_entries(sample_svs):
         plan.take([len(plan)])
 
 
-def test_plan_entries_are_its_tilespecs_as_tuples(sample_svs):
+def test_plan_tilespecs_made_without_checks_equal_checked_ones(sample_svs):
+    """A Plan makes its TileSpecs without TileSpec's checks: they must be what the checked
+    constructor makes of the same values (ints, tuples, floats), in the same order as indexing."""
     slide = wsikit.open_slide(sample_svs)
     for plan in (slide.tile_plan(100, stride=70, pad=True, level=1),
                  slide.tile_plan(64, mpp=0.8, tissue_mask=True, min_tissue=0.2)):
-        entries = list(plan.entries())
-        assert len(entries) == len(plan) > 0
-        for entry, spec in zip(entries, plan):
-            assert entry == (spec.coords, spec.read_location, spec.read_size, spec.coords0, spec.tissue)
+        specs = list(plan)
+        assert len(specs) == len(plan) > 0
+        for k, spec in enumerate(specs):
+            assert type(spec) is wsikit.TileSpec
+            checked = wsikit.TileSpec(*spec)
+            assert spec == checked and spec == plan[k]
+            assert all(type(a) is type(b) for a, b in zip(spec, checked))
+            assert all(type(v) is int for v in spec.coords + spec.read_location + spec.read_size + spec.coords0)

@@ -1,16 +1,46 @@
-"""open_slide: find the backend that reads a file, and open it."""
+"""open_slide: find the backend that reads a file, and open it.
+
+This module holds the whole policy of choosing a backend; backends only say whether they
+recognise a file (``can_read``), whether they would rather another reader went first
+(``defers_to_others``) and whether a file of their format is broken (``check_file``).
+
+- Without ``backend=``, the backends that recognise the file are tried in the registry's
+  order (:func:`wsikit.backends.backend_names`), those that defer last; the first that
+  opens the file wins. A backend that does not take the options asked for is passed over.
+- A file that a backend recognised and found broken is not handed to a reader of the same
+  format that is less tolerant (:data:`NOT_AFTER`): such readers parse in C or Java, where
+  a crafted file can crash the process or start a JVM only to fail again.
+- With ``backend=`` that reader is used; if it is one of those less tolerant readers, the
+  stricter backends that recognise the file vet it first (:data:`VETTED_BY`).
+- A file that no backend recognises is an UnsupportedFormatError, whatever its name.
+"""
 from __future__ import annotations
 
-import inspect
 import os
+from typing import Any, Iterator
 
 from .backends import backend_class, backend_class_or_none, backend_names
 from .backends.base import SlideBackend
 from .errors import CorruptSlideError, LimitError, SlideError, UnsupportedFormatError
 
+#: backend -> readers never handed a file that backend recognised and found broken.
+#: OpenSlide's DICOM parser segfaults on some files the DICOM backend refuses; Bio-Formats,
+#: the last resort for formats nothing else reads, would open a broken WSI DICOM with a wrong
+#: shape or start a JVM only to fail again.
+NOT_AFTER: dict[str, frozenset[str]] = {
+    "dicom": frozenset({"openslide", "bioformats"}),
+    "tiff": frozenset({"bioformats"}),
+    "openslide": frozenset({"bioformats"}),
+}
+#: backend -> stricter backends asked to vet a file before it is forced on that backend
+VETTED_BY: dict[str, tuple[str, ...]] = {
+    name: tuple(strict for strict, after in NOT_AFTER.items() if name in after)
+    for name in {"openslide", "bioformats"}
+}
 
-def open_slide(path, backend: str | None = None, **options) -> SlideBackend:
-    """Open a whole-slide image.
+
+def open_slide(path: str | os.PathLike[str] | bytes, backend: str | None = None, **options: Any) -> SlideBackend:
+    """Open a whole-slide image (a file, or a folder holding a DICOM series).
 
     With ``backend=None`` every backend is asked in turn (``tiff``, ``dicom``,
     ``openslide``, ``bioformats``) whether it reads the file, and the first that does
@@ -27,25 +57,64 @@ def open_slide(path, backend: str | None = None, **options) -> SlideBackend:
     if not os.path.exists(path):
         raise FileNotFoundError(2, "No such file or directory", path)
     if backend is not None:
-        cls = backend_class(backend)
-        if not cls.can_read(path):
-            if os.path.isdir(path) and not cls.reads_folders:
-                raise IsADirectoryError(21, "Is a directory", path)
-            raise UnsupportedFormatError(path, f"the {backend!r} backend does not recognise this file")
-        return cls(path, **options)
+        return _open_with(path, backend, options)
     if os.path.isfile(path) and not os.access(path, os.R_OK):
         raise PermissionError(13, "Permission denied", path)
-    first_error: SlideError | None = None
-    skip: set[str] = set()
-    asked = set(options) - {"cache_bytes"}
-    passed_over: list[str] = []  # backends that recognise the file but not the options
+    return _open_first(path, options)
+
+
+def _open_with(path: str, name: str, options: dict[str, Any]) -> SlideBackend:
+    cls = backend_class(name)
+    if not cls.can_read(path):
+        if os.path.isdir(path) and not cls.reads_folders:
+            raise IsADirectoryError(21, "Is a directory", path)
+        raise UnsupportedFormatError(path, f"the {name!r} backend does not recognise this file")
+    for strict in VETTED_BY.get(name, ()):
+        _vet(path, strict, name)
+    return cls(path, **options)
+
+
+def _vet(path: str, strict: str, name: str) -> None:
+    """Raise when the stricter backend ``strict`` recognises the file and finds it broken."""
+    cls = backend_class_or_none(strict)
+    if cls is None:
+        return
+    try:
+        cls.check_file(path)
+    except CorruptSlideError as exc:
+        raise CorruptSlideError(path, f"not handed to {name}, which can crash on broken files of this kind: "
+                                      f"{exc.reason}") from None
+    except LimitError:
+        raise  # the less tolerant reader would need that memory too, and may abort where it lacks it
+    except SlideError:
+        pass  # not a file the stricter backend takes: the forced reader's call
+
+
+def candidates(path: str) -> Iterator[str]:
+    """The backends that recognise the file, in the order they are tried (asked lazily:
+    the backends after the one that opens the file are never asked)."""
+    deferred = []
     for name in backend_names():
-        if name in skip:
-            continue
         cls = backend_class_or_none(name)
         if cls is None or not cls.can_read(path):
             continue
-        if asked - open_options(cls):
+        if cls.defers_to_others(path):
+            deferred.append(name)
+        else:
+            yield name
+    yield from deferred
+
+
+def _open_first(path: str, options: dict[str, Any]) -> SlideBackend:
+    first_error: SlideError | None = None
+    barred: set[str] = set()
+    asked = set(options) - {"cache_bytes"}
+    passed_over: list[str] = []  # backends that recognise the file but not the options
+    for name in candidates(path):
+        if name in barred:
+            continue
+        cls = backend_class(name)
+        if asked - cls.open_options():
             # e.g. series=1 names a Bio-Formats series: a backend without series does not
             # read what was asked for, so the file goes to one that does.
             passed_over.append(name)
@@ -60,12 +129,12 @@ def open_slide(path, backend: str | None = None, **options) -> SlideBackend:
             # Another backend may still read the file; report the first failure if none does.
             first_error = first_error or exc
             if isinstance(exc, CorruptSlideError):
-                skip |= _NO_SECOND_TRY.get(name, set())
+                barred |= NOT_AFTER.get(name, frozenset())
     if first_error is not None:
         raise first_error
     if passed_over:
         takers = [name for name in backend_names()
-                  if (cls := backend_class_or_none(name)) is not None and not asked - open_options(cls)]
+                  if (cls := backend_class_or_none(name)) is not None and not asked - cls.open_options()]
         raise TypeError(
             f"{path}: the option(s) {', '.join(sorted(asked))} are not options of the backend(s) that read this file "
             f"({', '.join(passed_over)}); " + (f"they are taken by: {', '.join(takers)}" if takers else "no backend takes them")
@@ -75,16 +144,6 @@ def open_slide(path, backend: str | None = None, **options) -> SlideBackend:
     raise UnsupportedFormatError(path, f"no backend recognises this file (asked: {', '.join(backend_names())})")
 
 
-# Readers not to hand a file that the named backend recognised and found broken: they
-# read the same format with less tolerance, in C, where a crafted file can crash the
-# process (OpenSlide's DICOM parser segfaults on some files the DICOM backend refuses).
-# Bio-Formats, the last resort for formats nothing else reads, is never handed a file that
-# a native backend recognised and found broken: it would open it with a wrong shape (a
-# WSI DICOM without its Total Pixel Matrix) or start a JVM only to fail again.
-_NO_SECOND_TRY = {"dicom": {"openslide", "bioformats"}, "tiff": {"bioformats"}, "openslide": {"bioformats"}}
-
-
-def open_options(cls) -> set[str]:
+def open_options(cls: type[SlideBackend]) -> set[str]:
     """The keyword options a backend class takes when opening (besides ``cache_bytes``)."""
-    parameters = inspect.signature(cls._open).parameters.values()
-    return {p.name for p in parameters if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "self"}
+    return cls.open_options()

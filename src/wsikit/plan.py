@@ -24,11 +24,11 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import Iterator, NamedTuple
 
 import numpy as np
 
-from .checks import as_pair, fraction_or_none, positive_number, positive_pair
+from .checks import as_int, as_pair, fraction_or_none, positive_number, positive_pair
 from .tiling import grid_shape
 from .limits import check_allocation
 
@@ -38,25 +38,47 @@ LEVEL_TOLERANCE = 0.01
 MAX_UPSAMPLE = 2.0
 
 
-@dataclass(frozen=True)
-class TileSpec:
-    """One tile of a plan.
-
-    ``coords`` is in the frame the tiles were asked for; the pixels come from the box
-    ``read_location`` + ``read_size`` (pixels of ``level``), resized to ``shape`` when the
-    two differ. ``coords0`` is the tile's top-left corner in level-0 pixels, ``mpp`` the
-    (i, j) microns per pixel of the tile (None when the slide does not say), ``tissue``
-    the tissue fraction of the tile (None without a tissue mask).
-    """
-
+class _TileSpecFields(NamedTuple):
     coords: tuple[int, int]
     level: int
     read_location: tuple[int, int]
     read_size: tuple[int, int]
     shape: tuple[int, int]
-    coords0: tuple[int, int]
+    coords0: tuple[int, int] | None
     mpp: tuple[float, float] | None = None
     tissue: float | None = None
+
+
+class TileSpec(_TileSpecFields):
+    """One tile of a plan, and the request a reader reads it by.
+
+    ``coords`` is in the frame the tiles were asked for; the pixels come from the box
+    ``read_location`` + ``read_size`` (pixels of ``level``), area-averaged to ``shape`` when
+    the two differ. ``coords0`` is the tile's top-left corner in level-0 pixels, ``mpp`` the
+    (i, j) microns per pixel of the tile (None when the slide does not say), ``tissue``
+    the tissue fraction of the tile (None without a tissue mask).
+
+    A TileSpec made by a caller is checked here, once; plans make theirs from values they
+    computed themselves, without the checks (:meth:`Plan.__iter__`), so that reading a plan
+    costs no per-tile checking.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, coords: tuple[int, int], level: int, read_location: tuple[int, int],
+                read_size: tuple[int, int], shape: tuple[int, int], coords0: tuple[int, int] | None = None,
+                mpp: tuple[float, float] | None = None, tissue: float | None = None) -> TileSpec:
+        coords = as_pair(coords, "coords")
+        level = as_int(level, "level", minimum=0)
+        read_location = as_pair(read_location, "read_location")
+        read_size = as_pair(read_size, "read_size", minimum=1)
+        shape = as_pair(shape, "shape", minimum=1)
+        if coords0 is not None:
+            coords0 = as_pair(coords0, "coords0")
+        if mpp is not None:
+            mpp = positive_pair(mpp, "mpp")
+        tissue = fraction_or_none(tissue, "tissue")
+        return super().__new__(cls, coords, level, read_location, read_size, shape, coords0, mpp, tissue)
 
 
 class Plan(Sequence):
@@ -70,10 +92,13 @@ class Plan(Sequence):
     those few numbers and arrays.
     """
 
-    __slots__ = ("_grid", "_stride", "_scale", "_ratio", "_cells", "_tissue", "level", "shape", "mpp")
+    __slots__ = ("_counts", "_stride", "_scale", "_ratio", "_cells", "_tissue", "level", "shape", "mpp")
 
-    def __init__(self, grid, stride, shape, scale, ratio, level: int, mpp, cells=None, tissue=None):
-        self._grid = (int(grid[0]), int(grid[1]))  # tiles per column and per row
+    def __init__(self, counts: tuple[int, int], stride: tuple[int, int], shape: tuple[int, int],
+                 scale: tuple[float, float], ratio: tuple[float, float], level: int,
+                 mpp: tuple[float, float] | None, cells: np.ndarray | None = None,
+                 tissue: np.ndarray | None = None) -> None:
+        self._counts = (int(counts[0]), int(counts[1]))  # rows and columns of the tiling grid
         self._stride = (int(stride[0]), int(stride[1]))
         self._scale = (float(scale[0]), float(scale[1]))  # level-0 pixels per frame pixel
         self._ratio = (float(ratio[0]), float(ratio[1]))  # read-level pixels per frame pixel
@@ -82,7 +107,7 @@ class Plan(Sequence):
         self.level, self.shape, self.mpp = int(level), (int(shape[0]), int(shape[1])), mpp
 
     def __len__(self) -> int:
-        return self._grid[0] * self._grid[1] if self._cells is None else len(self._cells)
+        return self._counts[0] * self._counts[1] if self._cells is None else len(self._cells)
 
     def _cells_of(self, start: int, stop: int) -> np.ndarray:
         """Grid cells (row-major flat indices) of plan entries ``start:stop``."""
@@ -90,7 +115,7 @@ class Plan(Sequence):
 
     def _columns(self, cells: np.ndarray) -> np.ndarray:
         """(n, 8) int64 rows i, j, read_i, read_j, read_h, read_w, i0, j0 of grid cells."""
-        cols = max(1, self._grid[1])
+        cols = max(1, self._counts[1])
         i = cells // cols * self._stride[0]
         j = cells % cols * self._stride[1]
         h, w = self.shape
@@ -110,29 +135,20 @@ class Plan(Sequence):
         start, stop, _ = slice(start, stop).indices(len(self))
         return self._columns(self._cells_of(start, max(start, stop)))[:, 2:6]
 
-    def _entries(self, start: int, stop: int) -> list[tuple]:
+    def _specs(self, start: int, stop: int) -> list[TileSpec]:
+        """TileSpecs of entries ``start:stop``, made without TileSpec's checks: every value
+        comes from this plan's own arithmetic."""
         rows = self._columns(self._cells_of(start, stop)).tolist()
         tissue = [None] * len(rows) if self._tissue is None else self._tissue[start:stop].tolist()
-        return [((i, j), (ri, rj), (rh, rw), (i0, j0), t) for (i, j, ri, rj, rh, rw, i0, j0), t in zip(rows, tissue)]
-
-    def entries(self):
-        """The plan as plain tuples ``(coords, read_location, read_size, coords0, tissue)``,
-        in order: what a reader needs, without building a TileSpec per tile."""
-        # Small blocks: numpy's per-call cost is shared by many tiles, and no more than a
-        # few hundred entries exist at once.
-        for start in range(0, len(self), 256):
-            yield from self._entries(start, min(start + 256, len(self)))
-
-    def _spec(self, entry: tuple) -> TileSpec:
-        coords, location, size, coords0, tissue = entry
-        return TileSpec(coords=coords, level=self.level, read_location=location, read_size=size, shape=self.shape,
-                        coords0=coords0, mpp=self.mpp, tissue=tissue)
+        level, shape, mpp, make = self.level, self.shape, self.mpp, tuple.__new__
+        return [make(TileSpec, ((i, j), level, (ri, rj), (rh, rw), shape, (i0, j0), mpp, t))
+                for (i, j, ri, rj, rh, rw, i0, j0), t in zip(rows, tissue)]
 
     def __getitem__(self, index):
         if isinstance(index, slice):
             start, stop, step = index.indices(len(self))
             if step == 1:
-                return [self._spec(entry) for entry in self._entries(start, max(start, stop))]
+                return self._specs(start, max(start, stop))
             return [self[k] for k in range(start, stop, step)]
         if isinstance(index, bool) or not isinstance(index, numbers.Integral):
             raise TypeError(f"plan indices must be integers or slices, got {type(index).__name__}")
@@ -140,10 +156,13 @@ class Plan(Sequence):
         k = int(index) + n if index < 0 else int(index)
         if not 0 <= k < n:
             raise IndexError(f"plan index {index} out of range for a plan of {n} tiles")
-        return self._spec(self._entries(k, k + 1)[0])
+        return self._specs(k, k + 1)[0]
 
-    def __iter__(self):
-        return map(self._spec, self.entries())
+    def __iter__(self) -> Iterator[TileSpec]:
+        # Small blocks: numpy's per-call cost is shared by many tiles, and no more than a
+        # few hundred TileSpecs exist at once.
+        for start in range(0, len(self), 256):
+            yield from self._specs(start, min(start + 256, len(self)))
 
     def take(self, positions) -> Plan:
         """The plan of the entries at ``positions`` (in that order), e.g. those not yet written."""
@@ -152,7 +171,7 @@ class Plan(Sequence):
             raise IndexError(f"plan positions must be in [0, {len(self)}), got {positions.min()}..{positions.max()}")
         cells = positions if self._cells is None else self._cells[positions]
         tissue = None if self._tissue is None else self._tissue[positions]
-        return Plan(self._grid, self._stride, self.shape, self._scale, self._ratio, self.level, self.mpp,
+        return Plan(self._counts, self._stride, self.shape, self._scale, self._ratio, self.level, self.mpp,
                     cells, tissue)
 
     def __eq__(self, other) -> bool:

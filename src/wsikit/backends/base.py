@@ -1,81 +1,67 @@
 """SlideBackend: the one interface every reader offers.
 
-The base class owns everything that is the same for every format: argument checking,
-zero padding outside the image, dtype normalisation, the tile grid, thumbnails, parallel
-tiling, pickling and fork safety. A backend only describes its levels and reads pixels
-of a box that lies wholly inside one level (:meth:`SlideBackend._read_region`).
+A backend describes its levels and reads pixels; the base class does what is the same for
+every format: checking arguments and options, zero padding outside the image, normalising
+pixel types, thumbnails, the ``wsikit.*`` metadata properties, pickling, fork safety and
+closing. Reading many boxes (tilings, batches) runs in the reader layer
+(:mod:`wsikit.reader.stream`).
+
+What a backend writes:
+
+- ``can_read(path)`` (cheap, by content, never raises) and ``_open(**options)``, whose
+  keyword parameters are the options the backend takes (any other option is refused here);
+- either ``self._grids``, one :class:`~wsikit.reader.TileGrid` per level (then reading a box
+  is stitching native tiles, done here), or its own ``_read_region``;
+- ``_mpp`` / ``_objective_power``, ``_properties``, ``_associated`` loaders, and for images
+  that are not brightfield RGB ``is_rgb = False``, ``sizes``, ``dtype``, ``channel_names``;
+- optionally ``_close``, ``_after_fork``, ``defers_to_others`` and ``check_file`` (the
+  opener's fallback policy, see :mod:`wsikit.opener`).
 """
 from __future__ import annotations
 
-import math
+import inspect
 import os
 import threading
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from types import MappingProxyType
-from typing import Callable, ClassVar, Iterable, Iterator
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 
-from ..errors import CorruptSlideError, SlideError
-from .metadata import positive_float  # noqa: F401  (re-exported for backends)
 from ..checks import as_int, as_pair
-from ..tiling import clip_box
+from ..errors import CorruptSlideError, SlideError
 from ..limits import check_allocation
-from ..pixels import block_mean, display_rgb, resize_area, to_uint8
-from ..plan import Plan
-from ..reader import DEFAULT_CACHE_BYTES, TiledReader, TileGrid, UseCounter, count_uses, ordered_map
-from ..tile import Tile
+from ..pixels import padded, to_uint8
+from ..plan import Plan, TileSpec, make_plan
+from ..reader import DEFAULT_CACHE_BYTES, TiledReader, TileGrid
+from ..reader.stream import RegionRequest, RejectedRequest, Request, read_requests
+from ..reader.tiles import SkippedTileWarning, TileStream, close_stream, plan_requests
+from ..tiling import clip_box, thumbnail_shape
+from .associated import AssociatedImages
+from .metadata import positive_float, write_resolution
+from .thumbnail import reduced_level, smallest_level_covering
+
+# The keyword arguments of generate_tiles that choose tiles (the rest go to extract_region).
+_PLAN_OPTIONS = ("mpp", "magnification", "min_tissue", "tissue_mask")
 
 
-class SkippedTileWarning(UserWarning):
-    """A tile could not be read and was skipped (``generate_tiles(errors="skip")``)."""
-
-
-class _LazyImages(Mapping):
-    """Read-only name -> image mapping that loads each image on first access."""
-
-    def __init__(self, loaders: dict[str, Callable[[], np.ndarray]], path: str | None = None):
-        self._loaders = dict(loaders)
-        self._images: dict[str, np.ndarray] = {}
-        self._lock = threading.Lock()
-        self._path = path
-
-    def __getitem__(self, name: str) -> np.ndarray:
-        with self._lock:
-            if name not in self._images:
-                image = self._load(name, self._loaders[name])
-                image.setflags(write=False)
-                self._images[name] = image
-            return self._images[name]
-
-    def _load(self, name: str, loader) -> np.ndarray:
-        # A broken file fails here as a SlideError like any other read, never raw.
-        try:
-            image = loader()
-        except SlideError:
-            raise
-        except MemoryError:
-            raise CorruptSlideError(self._path, f"associated image {name!r}: out of memory") from None
-        except Exception as exc:
-            raise CorruptSlideError(self._path, f"associated image {name!r} cannot be read: {type(exc).__name__}: {exc}") from exc
-        if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8):
-            raise CorruptSlideError(self._path, f"associated image {name!r} read as {getattr(image, 'shape', None)}, not (h, w, 3) uint8")
-        return image
-
-    def __iter__(self):
-        return iter(self._loaders)
-
-    def __len__(self) -> int:
-        return len(self._loaders)
-
-    def __repr__(self) -> str:
-        return f"<associated images: {', '.join(self._loaders) or 'none'}>"
-
-
-def _reopen(cls, path, options):
+def _reopen(cls: type[SlideBackend], path: str, options: dict[str, Any]) -> SlideBackend:
     return cls(path, **options)
+
+
+def _check_errors(errors: object) -> None:
+    if errors not in ("raise", "skip"):
+        raise ValueError(f"errors must be 'raise' or 'skip', got {errors!r}")
+
+
+def keyword_parameters(function: Callable[..., Any], skip: int) -> tuple[set[str], bool]:
+    """(names of the keyword parameters of ``function`` after its first ``skip`` parameters,
+    whether it also takes any keyword)."""
+    parameters = list(inspect.signature(function).parameters.values())[skip:]
+    names = {p.name for p in parameters if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+    return names, any(p.kind is p.VAR_KEYWORD for p in parameters)
 
 
 class SlideBackend(ABC):
@@ -97,6 +83,8 @@ class SlideBackend(ABC):
 
     # -- what a backend fills in while opening ------------------------------------------
     _level_shapes: list[tuple[int, int]]
+    #: one native tile grid per level, for backends whose levels are tile grids
+    _grids: list[TileGrid] | None = None
     _mpp: tuple[float, float] | None = None
     _objective_power: float | None = None
     _properties: dict[str, str]
@@ -109,22 +97,41 @@ class SlideBackend(ABC):
     dtype: np.dtype = np.dtype(np.uint8)
     channel_names: list[str]
 
-    def __init__(self, path, *, cache_bytes: int = DEFAULT_CACHE_BYTES, **options):
+    def __init__(self, path: str | os.PathLike[str] | bytes, *, cache_bytes: int = DEFAULT_CACHE_BYTES,
+                 **options: Any) -> None:
         if isinstance(path, (bytes, bytearray)):
             path = os.fsdecode(path)
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
-        self.path = os.fspath(path)
+        self.path: str = os.fspath(path)
+        self._closed = True  # until opened: close() and __del__ have nothing to release
+        self._refuse_unknown(options, self.open_options(), "")
         self._options = dict(options, cache_bytes=cache_bytes)
         self._cache_bytes = cache_bytes
         self._reader = TiledReader(cache_bytes)
         self._pid = os.getpid()
-        self._closed = False
+        self._last_skipped = threading.local()
         self._properties = {}
         self._associated = {}
         self._level_shapes = []
         self.channel_names = []
         self._check_exists(self.path)
+        self._closed = False
+        self._open_checked(options)
+        if not self._level_shapes:
+            self._safe_close()
+            raise CorruptSlideError(self.path, "the file holds no image")
+        if any(h < 1 or w < 1 for h, w in self._level_shapes):
+            self._safe_close()
+            raise CorruptSlideError(self.path, f"a level has no pixels: level shapes {self._level_shapes}")
+        if self._grids is None and type(self)._read_region is SlideBackend._read_region:
+            self._safe_close()
+            raise TypeError(f"{type(self).__name__} must fill _grids or define _read_region")
+        write_resolution(self._properties, self._mpp, self._objective_power)
+        self._associated_view = AssociatedImages(self._associated, self.path)
+
+    def _open_checked(self, options: dict[str, Any]) -> None:
+        """``_open``, every failure but the caller's own mistakes turned into a SlideError."""
         try:
             self._open(**options)
         except (SlideError, FileNotFoundError, PermissionError, IsADirectoryError):
@@ -142,35 +149,54 @@ class SlideBackend(ABC):
         except Exception as exc:
             self._safe_close()
             raise CorruptSlideError(self.path, f"cannot open as {self.name}: {type(exc).__name__}: {exc}") from exc
-        if not self._level_shapes:
-            raise CorruptSlideError(self.path, "the file holds no image")
-        if any(h < 1 or w < 1 for h, w in self._level_shapes):
-            self._safe_close()
-            raise CorruptSlideError(self.path, f"a level has no pixels: level shapes {self._level_shapes}")
-        self._associated_view = _LazyImages(self._associated, self.path)
 
     # -- the part each backend writes ----------------------------------------------------
     @classmethod
     @abstractmethod
     def can_read(cls, path: str) -> bool:
-        """Whether this backend recognises the file (cheap; never raises)."""
+        """Whether this backend recognises the file by its content (cheap; never raises)."""
 
-    @abstractmethod
-    def _open(self, **options) -> None:
-        """Open the file and fill in levels, metadata and associated images."""
+    @classmethod
+    def defers_to_others(cls, path: str) -> bool:
+        """True when this backend reads the file but any other backend that recognises it
+        should be tried first (e.g. levels stored as one huge JPEG that another reader
+        decodes in parts)."""
+        return False
 
-    @abstractmethod
-    def _read_region(self, level: int, i: int, j: int, h: int, w: int, **kwargs) -> np.ndarray:
-        """Pixels of the box (i, j, h, w) of ``level``, wholly inside it, in the native layout.
+    @classmethod
+    def check_file(cls, path: str) -> None:
+        """Raise CorruptSlideError when the file is of this backend's format and broken.
 
-        (h, w, 3) uint8 when ``is_rgb``, else (h, w, z, c, t) of ``dtype``.
+        The opener asks before it hands a file to a less tolerant reader; a file this
+        backend does not read passes.
         """
+        if cls.can_read(path):
+            cls(path, cache_bytes=0).close()
+
+    @classmethod
+    def open_options(cls) -> set[str]:
+        """The options this backend takes when opening (besides ``cache_bytes``)."""
+        names, _ = keyword_parameters(cls._open, skip=1)
+        return names
+
+    @abstractmethod
+    def _open(self) -> None:
+        """Open the file and fill in levels, metadata and associated images. The keyword
+        parameters of a backend's ``_open`` are the options it takes."""
+
+    def _read_region(self, level: int, i: int, j: int, h: int, w: int) -> np.ndarray:
+        """Pixels of the box (i, j, h, w) of ``level``, wholly inside it, in the native layout:
+        (h, w, 3) uint8 when ``is_rgb``, else (h, w, z, c, t) of ``dtype``. Stitched from
+        ``_grids`` unless the backend reads otherwise; a backend's keyword parameters after
+        (level, i, j, h, w) are the read options ``extract_region`` passes on."""
+        if self._grids is None:
+            raise TypeError(f"{type(self).__name__} must fill _grids or define _read_region")
+        return self._reader.read(self._grids[level], i, j, i + h, j + w)
 
     def _level_grid(self, level: int) -> TileGrid | None:
-        """The native tile grid of ``level`` when ``_read_region`` reads exactly
-        ``self._reader.read(grid, ...)`` (then tilings and batches read the grid directly,
-        in parallel, each native tile decoded once); None otherwise."""
-        return None
+        """The native tile grid of ``level`` when ``_read_region`` (without options) reads
+        exactly that grid, so that tilings read it directly, in parallel; else None."""
+        return None if self._grids is None else self._grids[level]
 
     def _close(self) -> None:
         """Release file handles."""
@@ -205,8 +231,16 @@ class SlideBackend(ABC):
         return h0 / h, w0 / w
 
     @property
-    def dimensions(self) -> tuple[int, int]:
+    def shape(self) -> tuple[int, int]:
         """(rows, columns) of level 0."""
+        return self._level_shapes[0]
+
+    @property
+    def dimensions(self) -> tuple[int, int]:
+        """Deprecated: (rows, columns) of level 0, the opposite order of OpenSlide's
+        ``dimensions`` (width, height). Use :attr:`shape`."""
+        warnings.warn("SlideBackend.dimensions is (rows, columns), unlike OpenSlide's (width, height); "
+                      "use .shape (rows, columns)", DeprecationWarning, stacklevel=2)
         return self._level_shapes[0]
 
     @property
@@ -221,7 +255,8 @@ class SlideBackend(ABC):
 
     @property
     def properties(self) -> Mapping[str, str]:
-        """The file's metadata as read-only str -> str."""
+        """The file's metadata as read-only str -> str (with ``wsikit.mpp-y``, ``wsikit.mpp-x``
+        and ``wsikit.objective-power`` where known, the same for every format)."""
         return MappingProxyType(self._properties)
 
     @property
@@ -252,19 +287,19 @@ class SlideBackend(ABC):
         except Exception:  # closing must not fail; the handle is gone either way
             pass
 
-    def __enter__(self):
+    def __enter__(self) -> SlideBackend:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __del__(self):
+    def __del__(self) -> None:
         try:
             self.close()
         except Exception:
             pass
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         # A backend travels as its path and options; the receiver reopens the file.
         return (_reopen, (type(self), self.path, self._options))
 
@@ -279,323 +314,191 @@ class SlideBackend(ABC):
             self._pid = pid
 
     # -- argument checks -----------------------------------------------------------------
-    def _check_level(self, level) -> int:
+    def _check_level(self, level: object) -> int:
         if level is None:
             return 0
-        level = as_int(level, "level")
-        if not 0 <= level < self.level_count:
-            raise ValueError(f"level must be in [0, {self.level_count - 1}] for this slide, got {level}")
-        return level
+        number = as_int(level, "level")
+        if not 0 <= number < self.level_count:
+            raise ValueError(f"level must be in [0, {self.level_count - 1}] for this slide, got {number}")
+        return number
+
+    @staticmethod
+    def _check_workers(workers: object) -> int | None:
+        return None if workers is None else as_int(workers, "workers", minimum=1)
+
+    def _refuse_unknown(self, given: Iterable[str], known: set[str], where: str) -> None:
+        unknown = [name for name in given if name not in known]
+        if unknown and not (where == "" and keyword_parameters(type(self)._open, skip=1)[1]):
+            raise TypeError(f"unexpected options for {type(self).__name__}{where}: {', '.join(unknown)}")
+
+    def _check_read_options(self, options: dict[str, Any]) -> None:
+        if options:
+            names, any_keyword = keyword_parameters(type(self)._read_region, skip=6)
+            if not any_keyword:
+                self._refuse_unknown(options, names, ".extract_region")
 
     def _pixel_shape(self, normalize: bool) -> tuple[tuple[int, ...], np.dtype]:
+        """The trailing axes and dtype of what reads return."""
         if self.is_rgb:
             return (3,), np.dtype(np.uint8)
         return tuple(self.sizes), np.dtype(np.uint8) if normalize else np.dtype(self.dtype)
 
     # -- reading -------------------------------------------------------------------------
-    def extract_region(self, location, size, level: int | None = 0, normalize: bool = True, **kwargs) -> np.ndarray:
+    def extract_region(self, location: tuple[int, int] | int, size: tuple[int, int] | int, level: int | None = 0,
+                       normalize: bool = True, **options: Any) -> np.ndarray:
         """Pixels of the box at ``location`` (i, j) of ``size`` (h, w) in the frame of ``level``.
 
         Parts outside the image are zero. Brightfield RGB: (h, w, 3) uint8. Other images:
         (h, w, z, c, t), uint8 when ``normalize`` (scaled from the full range of the pixel
-        type: uint16 v -> v >> 8), else the file's own dtype.
+        type: uint16 v -> v >> 8), else the file's own dtype. ``options`` are the backend's
+        read options (e.g. DICOM's ``optical_path``); others raise TypeError.
         """
         self._ensure_usable()
+        self._check_read_options(options)
         level = self._check_level(level)
-        location = as_pair(location, "location")
-        size = as_pair(size, "size", minimum=1)
-        return self._extract(level, location, size, bool(normalize), **kwargs)
+        return self._extract(level, as_pair(location, "location"), as_pair(size, "size", minimum=1),
+                             bool(normalize), **options)
 
-    def _extract(self, level: int, location, size, normalize: bool, **kwargs) -> np.ndarray:
+    def _extract(self, level: int, location: tuple[int, int], size: tuple[int, int], normalize: bool,
+                 **options: Any) -> np.ndarray:
         pixel_shape, dtype = self._pixel_shape(normalize)
         check_allocation(size + pixel_shape, dtype.itemsize, "region", self.path)
         box = clip_box(location, size, self._level_shapes[level])
         if box is not None and box[1] == (0, 0) and (box[0][2] - box[0][0], box[0][3] - box[0][1]) == size:
-            return self._normalized(self._read_checked(level, location, size, **kwargs), normalize)
-        out = np.zeros(size + pixel_shape, dtype=dtype)
-        if box is not None:
-            (i0, j0, i1, j1), (di, dj) = box
-            part = self._read_checked(level, (i0, j0), (i1 - i0, j1 - j0), **kwargs)
-            out[di : di + i1 - i0, dj : dj + j1 - j0] = self._normalized(part, normalize)
-        return out
+            return self._normalized(self._read_checked(level, location, size, **options), normalize)
+        if box is None:
+            return padded(None, (0, 0), size, pixel_shape, dtype)
+        (i0, j0, i1, j1), offset = box
+        part = self._read_checked(level, (i0, j0), (i1 - i0, j1 - j0), **options)
+        return padded(self._normalized(part, normalize), offset, size, part.shape[2:] if options else pixel_shape,
+                      dtype)
 
     def _normalized(self, array: np.ndarray, normalize: bool) -> np.ndarray:
         return to_uint8(array) if normalize and not self.is_rgb else array
 
-    def _read_checked(self, level: int, location, size, **kwargs) -> np.ndarray:
+    def _read_checked(self, level: int, location: tuple[int, int], size: tuple[int, int],
+                      **options: Any) -> np.ndarray:
+        """``_read_region``, any failure a SlideError naming the box, its result's shape checked."""
         try:
-            array = self._read_region(level, location[0], location[1], size[0], size[1], **kwargs)
+            array = self._read_region(level, location[0], location[1], size[0], size[1], **options)
         except SlideError:
             raise
         except MemoryError:
             raise CorruptSlideError(self.path, f"out of memory reading {size} at {location} of level {level}") from None
         except Exception as exc:
-            if kwargs and isinstance(exc, (TypeError, ValueError)):
+            if options and isinstance(exc, (TypeError, ValueError)):
                 raise  # most likely about the caller's backend-specific arguments
             # Without such arguments it is the file: a library tripping over broken data.
             raise CorruptSlideError(
                 self.path, f"cannot read {size} at {location} of level {level}: {type(exc).__name__}: {exc}"
             ) from exc
-        # Backend arguments may change the trailing axes (e.g. series as channels), never (h, w).
+        # Backend options may change the trailing axes (e.g. series as channels), never (h, w).
         shape = getattr(array, "shape", None)
-        expected = tuple(size) + (self._pixel_shape(False)[0] if not kwargs else tuple(shape[2:] if shape else ()))
+        expected = tuple(size) + (self._pixel_shape(False)[0] if not options else tuple(shape[2:] if shape else ()))
         if shape != expected:
             raise CorruptSlideError(self.path, f"reading {size} at {location} of level {level} gave an array of shape "
-                                               f"{getattr(array, 'shape', None)}, not {expected}")
+                                               f"{shape}, not {expected}")
         return array
 
-    def read_regions(self, locations: Iterable, size, level: int | None = 0, *, workers: int | None = None,
-                     normalize: bool = True, **kwargs) -> Iterator[np.ndarray]:
+    def read_regions(self, locations: Iterable[tuple[int, int]], size: tuple[int, int] | int,
+                     level: int | None = 0, *, workers: int | None = None, normalize: bool = True,
+                     **options: Any) -> Iterator[np.ndarray]:
         """``extract_region`` for many locations, read in parallel, yielded in order."""
         self._ensure_usable()
+        self._check_read_options(options)
         level = self._check_level(level)
         size = as_pair(size, "size", minimum=1)
         workers = self._check_workers(workers)
 
-        def where(location):
-            return level, as_pair(location, "location"), size, size
+        def requests() -> Iterator[Request]:
+            for location in locations:
+                try:
+                    yield RegionRequest(level, as_pair(location, "location"), size, size)
+                except Exception as exc:  # raised at its turn, after the regions before it
+                    yield RejectedRequest(exc)
 
-        def arrays():
-            for _, image, error in self._read_stream(locations, where, bool(normalize), workers, kwargs):
-                if error is not None:
-                    raise error
-                yield image
+        def arrays() -> Iterator[np.ndarray]:
+            results = read_requests(self, requests(), normalize=bool(normalize), workers=workers, options=options)
+            try:
+                for _, image, error in results:
+                    if error is not None:
+                        raise error
+                    yield image  # type: ignore[misc]  # an image whenever there is no error
+            finally:
+                close_stream(results)
 
         return arrays()
 
-    @staticmethod
-    def _check_workers(workers) -> int | None:
-        if workers is None:
-            return None
-        return as_int(workers, "workers", minimum=1)
-
     # -- tiling --------------------------------------------------------------------------
-    def tile_plan(self, shape=3000, stride=None, pad: bool = False, level: int | None = 0, **plan_options):
-        """The list of :class:`~wsikit.plan.TileSpec` that ``generate_tiles`` would read."""
-        from ..plan import make_plan
+    def tile_plan(self, shape: tuple[int, int] | int = 3000, stride: tuple[int, int] | int | None = None,
+                  pad: bool = False, level: int | None = 0, *, mpp: float | tuple[float, float] | None = None,
+                  magnification: float | None = None, min_tissue: float | None = None,
+                  tissue_mask: Any = None) -> Plan:
+        """The :class:`~wsikit.plan.Plan` (a sequence of TileSpecs) that ``generate_tiles``
+        reads for these arguments; see :func:`wsikit.plan.make_plan`."""
+        return make_plan(self, shape=shape, stride=stride, pad=pad, level=level, mpp=mpp,
+                         magnification=magnification, min_tissue=min_tissue, tissue_mask=tissue_mask)
 
-        return make_plan(self, shape=shape, stride=stride, pad=pad, level=level, **plan_options)
-
-    def generate_tiles(self, shape=3000, stride=None, pad: bool = False, level: int | None = 0, *,
-                       workers: int | None = None, normalize: bool = True, errors: str = "raise",
-                       **options) -> Iterator[Tile]:
-        """Tiles of ``shape`` (h, w) every ``stride`` pixels, row-major, in the seed's grid.
+    def generate_tiles(self, shape: tuple[int, int] | int = 3000, stride: tuple[int, int] | int | None = None,
+                       pad: bool = False, level: int | None = 0, *, workers: int | None = None,
+                       normalize: bool = True, errors: str = "raise", **options: Any) -> TileStream:
+        """Tiles of ``shape`` (h, w) every ``stride`` pixels, row-major, on the tiling grid of
+        PathML's ``generate_tiles`` (see :mod:`wsikit.tiling`).
 
         Without ``pad`` only tiles wholly inside the level; with ``pad``, tiles starting
         inside it, zero outside. Read on ``workers`` threads (default: all cores; 1 reads
-        sequentially). ``errors="skip"`` skips unreadable tiles with a SkippedTileWarning
-        (the skipped coordinates are kept in ``skipped_tiles``). Other keyword arguments
-        select tiles (see :func:`wsikit.plan.make_plan`) or pass through to ``extract_region``.
+        sequentially). ``errors="skip"`` skips unreadable tiles with a SkippedTileWarning,
+        listed in the returned iterator's ``skipped_tiles``. The keyword arguments
+        ``mpp``, ``magnification``, ``min_tissue`` and ``tissue_mask`` choose tiles (see
+        :meth:`tile_plan`); others are the backend's read options (see ``extract_region``).
         """
         self._ensure_usable()
-        if errors not in ("raise", "skip"):
-            raise ValueError(f"errors must be 'raise' or 'skip', got {errors!r}")
-        workers = self._check_workers(workers)
-        plan_keys = {"mpp", "magnification", "min_tissue", "tissue_mask"}
-        plan_options = {k: options.pop(k) for k in list(options) if k in plan_keys}
+        _check_errors(errors)
+        plan_options = {k: options.pop(k) for k in _PLAN_OPTIONS if k in options}
         plan = self.tile_plan(shape, stride, pad, level, **plan_options)
         return self.read_plan(plan, workers=workers, normalize=normalize, errors=errors, **options)
 
-    def read_plan(self, plan, *, workers: int | None = None, normalize: bool = True, errors: str = "raise",
-                  **kwargs) -> Iterator[Tile]:
-        """Read the tiles of a plan (see ``tile_plan``) in order, in parallel."""
+    def read_plan(self, plan: Plan | Iterable[TileSpec], *, workers: int | None = None, normalize: bool = True,
+                  errors: str = "raise", **options: Any) -> TileStream:
+        """The tiles of a plan (``tile_plan``'s, part of one, or TileSpecs of the caller's
+        own), in order, read in parallel; see ``generate_tiles`` for the arguments."""
         self._ensure_usable()
-        normalize = bool(normalize)
-        self.skipped_tiles: list[tuple[tuple[int, int], str]] = []
-        skip = errors == "skip"
-        if isinstance(plan, Plan):
-            # A plan made by make_plan: its entries come as plain tuples (coords,
-            # read_location, read_size, coords0, tissue), not TileSpecs, and its values
-            # need no second check: the least work per tile in the calling thread.
-            items, level, shape, mpp = plan.entries(), plan.level, plan.shape, plan.mpp
+        _check_errors(errors)
+        self._check_read_options(options)
+        workers = self._check_workers(workers)
+        results = read_requests(self, plan_requests(plan), normalize=bool(normalize), workers=workers,
+                                options=options, plan=plan if isinstance(plan, Plan) else None)
+        stream = TileStream(results, skip=errors == "skip")
+        self._last_skipped.tiles = stream.skipped_tiles
+        return stream
 
-            def where(entry):
-                return level, entry[1], entry[2], shape
-
-            def tile_of(image, entry):
-                return Tile._read(image, entry[0], level, entry[3], mpp, entry[4])
-        else:
-            items = plan
-
-            def where(spec):
-                return spec.level, spec.read_location, spec.read_size, spec.shape
-
-            def tile_of(image, spec):
-                return Tile(image, spec.coords, spec.level, coords0=spec.coords0, mpp=spec.mpp, tissue=spec.tissue)
-
-        def tiles():
-            for item, image, error in self._read_stream(items, where, normalize, workers, kwargs, plan=plan):
-                if error is None:
-                    yield tile_of(image, item)
-                    continue
-                if not (skip and isinstance(error, SlideError)):
-                    raise error
-                coords = item[0] if isinstance(item, tuple) else item.coords
-                self.skipped_tiles.append((coords, str(error)))
-                warnings.warn(f"skipped tile {coords}: {error}", SkippedTileWarning, stacklevel=2)
-
-        return tiles()
-
-    def _read_stream(self, items, where, normalize: bool, workers, kwargs, plan=None) -> Iterator[tuple]:
-        """``(item, pixels, error)`` for every item, in order, read on ``workers`` threads.
-
-        ``where(item)`` gives ``(level, location, size, shape)``: the box to read (zero
-        outside the level) and the shape to area-average it to. A SlideError reading an
-        item is handed back as its ``error``; an error of ``where`` (a bad argument) too.
-        Backends whose levels are native tile grids (``_level_grid``) are read straight
-        from the grids: native tiles decoded ahead on the workers, each decoded once.
-        ``plan``, the Plan that ``items`` come from, lets the reader count native tile uses
-        from its arrays.
-        """
-        grids = [self._level_grid(k) for k in range(self.level_count)]
-        if kwargs or any(grid is None for grid in grids):
-            def read(item):
-                try:
-                    level, location, size, shape = where(item)
-                    image = self._extract(level, location, size, normalize, **kwargs)
-                    return item, image if size == shape else self._resample(image, shape), None
-                except SlideError as exc:
-                    return item, None, exc
-
-            return ordered_map(read, items, workers)
-        pixel_shape, dtype = self._pixel_shape(normalize)
-        checked: set = set()
-
-        def jobs(items):
-            for item in items:
-                try:
-                    yield (item, *where(item))
-                except Exception as exc:  # raised in order, when the item's turn comes
-                    yield item, exc
-
-        def box_of(job):
-            if len(job) == 2:
-                raise job[1]
-            _, level, (i, j), (h, w), _ = job
-            if (h, w) not in checked:
-                check_allocation((h, w) + pixel_shape, dtype.itemsize, "region", self.path)
-                checked.add((h, w))
-            grid = grids[level]
-            i0, j0, i1, j1 = max(i, 0), max(j, 0), min(i + h, grid.shape[0]), min(j + w, grid.shape[1])
-            return (grid, i0, j0, i1, j1) if i0 < i1 and j0 < j1 else None
-
-        def finish(job, array):
-            _, _, (i, j), size, shape = job
-            if array is not None and array.shape[:2] == size:
-                if not self.is_rgb:
-                    array = self._normalized(array, normalize)
-            else:  # partly or wholly outside the level: zero there
-                out = np.zeros(size + pixel_shape, dtype=dtype)
-                if array is not None:
-                    di, dj = max(i, 0) - i, max(j, 0) - j
-                    out[di : di + array.shape[0], dj : dj + array.shape[1]] = self._normalized(array, normalize)
-                array = out
-            return array if size == shape else self._resample(array, shape)
-
-        uses = None
-        # Knowing every native tile's uses lets the reader cache only tiles used again.
-        if isinstance(plan, Plan):  # the plan ``items`` are the entries of
-            uses = _plan_uses(plan, grids[plan.level])
-        elif isinstance(items, (Sequence, np.ndarray)):
-            def boxes():
-                for job in jobs(items):
-                    try:
-                        yield box_of(job)
-                    except Exception:
-                        continue
-
-            uses = count_uses(boxes())
-
-        def results():
-            for job, image, error in self._reader.stream(jobs(items), box_of, finish, workers=workers, uses=uses):
-                yield job[0], image, None if error is None else self._read_error(error, job)
-
-        return results()
-
-    def _read_error(self, exc: BaseException, job) -> BaseException:
-        """The error to report for a failed read of a stream job (see ``_read_stream``)."""
-        if isinstance(exc, SlideError) or len(job) == 2 or not isinstance(exc, Exception):
-            return exc
-        _, level, location, size, _ = job
-        if isinstance(exc, ValueError):
-            return CorruptSlideError(self.path, str(exc))
-        if isinstance(exc, MemoryError):
-            return CorruptSlideError(self.path, f"out of memory reading {size} at {location} of level {level}")
-        return CorruptSlideError(self.path, f"cannot read {size} at {location} of level {level}: {type(exc).__name__}: {exc}")
-
-    def _resample(self, image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-        """Area-average ``image`` to ``shape`` (h, w), keeping its dtype and trailing axes."""
-        from ..pixels import resample_area
-
-        return resample_area(image, shape)
+    @property
+    def skipped_tiles(self) -> list[tuple[tuple[int, int], str]]:
+        """Deprecated: the ``skipped_tiles`` of the last tiling this thread started on this
+        slide. Use the ``skipped_tiles`` of the iterator ``generate_tiles`` returns."""
+        warnings.warn("slide.skipped_tiles is deprecated: use the skipped_tiles of the iterator that "
+                      "generate_tiles / read_plan return", DeprecationWarning, stacklevel=2)
+        return getattr(self._last_skipped, "tiles", [])
 
     # -- thumbnails ----------------------------------------------------------------------
-    def get_thumbnail(self, size) -> np.ndarray:
+    def get_thumbnail(self, size: tuple[int, int] | int) -> np.ndarray:
         """A uint8 RGB (h, w, 3) picture of the whole slide that fits in ``size`` = (h, w).
 
-        The aspect ratio is kept; pixels come from the smallest level at least as large as
-        the thumbnail, read in bands so memory stays bounded, averaged over areas.
+        The aspect ratio is kept (:func:`wsikit.tiling.thumbnail_shape`); pixels come from the
+        smallest level at least as large as the thumbnail, read in bands so memory stays
+        bounded, averaged over areas.
         """
         self._ensure_usable()
-        th, tw = as_pair(size, "size", minimum=1)
-        h0, w0 = self._level_shapes[0]
-        scale = min(th / h0, tw / w0)
-        out_shape = (min(th, max(1, round(h0 * scale))), min(tw, max(1, round(w0 * scale))))
+        out_shape = thumbnail_shape(self._level_shapes[0], as_pair(size, "size", minimum=1))
         check_allocation(out_shape + (3,), 1, "thumbnail", self.path)
-        level = self._thumbnail_level(out_shape)
-        return self._reduced_level(level, out_shape)
+        return reduced_level(self, self._thumbnail_level(out_shape), out_shape)
 
-    def _thumbnail_level(self, out_shape) -> int:
-        for level in range(self.level_count - 1, -1, -1):
-            h, w = self._level_shapes[level]
-            if h >= out_shape[0] and w >= out_shape[1]:
-                return level
-        return 0
+    def _thumbnail_level(self, out_shape: tuple[int, int]) -> int:
+        return smallest_level_covering(self.level_shapes, out_shape)
 
-    def _reduced_level(self, level: int, out_shape) -> np.ndarray:
-        h, w = self._level_shapes[level]
-        factor = max(1, min(h // out_shape[0], w // out_shape[1]))
-        # float32 RGB while averaging, or the uint8 (z, c, t) planes read, whichever is more
-        row_bytes = w * max(3 * 4, int(np.prod(self._pixel_shape(True)[0])))
-        band = max(factor, (64 * 1024**2 // max(1, row_bytes)) // factor * factor)
-        band = min(band, -(-h // factor) * factor)
-        reduced_shape = (-(-h // factor), -(-w // factor), 3)
-        check_allocation(reduced_shape, 4, "thumbnail intermediate", self.path)
-        reduced = np.empty(reduced_shape, dtype=np.float32)
-        for i in range(0, h, band):
-            rows = min(band, h - i)
-            part = display_rgb(self._extract(level, (i, 0), (rows, w), True))
-            reduced[i // factor : i // factor + -(-rows // factor)] = block_mean(part, factor)
-        return resize_area(reduced, out_shape)
-
-    def thumbnail_level(self, size) -> int:
+    def thumbnail_level(self, size: tuple[int, int] | int) -> int:
         """The level ``get_thumbnail(size)`` reads from."""
-        th, tw = as_pair(size, "size", minimum=1)
-        h0, w0 = self._level_shapes[0]
-        scale = min(th / h0, tw / w0)
-        return self._thumbnail_level((min(th, max(1, round(h0 * scale))), min(tw, max(1, round(w0 * scale)))))
-
-    # -- helpers for backends ------------------------------------------------------------
-    def _corrupt(self, reason: str) -> CorruptSlideError:
-        return CorruptSlideError(self.path, reason)
+        return self._thumbnail_level(thumbnail_shape(self._level_shapes[0], as_pair(size, "size", minimum=1)))
 
 
-def _plan_uses(plan: Plan, grid) -> dict:
-    """:func:`~wsikit.reader.count_uses` for a plan, counted from its arrays a block at a time."""
-    counter = UseCounter()
-    h, w = grid.shape
-    for start in range(0, len(plan), 8192):  # blocks of a few hundred KB
-        b = plan.read_boxes(start, start + 8192)
-        i0, j0 = np.maximum(b[:, 0], 0), np.maximum(b[:, 1], 0)
-        i1, j1 = np.minimum(b[:, 0] + b[:, 2], h), np.minimum(b[:, 1] + b[:, 3], w)
-        inside = (i0 < i1) & (j0 < j1)  # boxes wholly outside the level read nothing
-        counter.add(grid, np.stack([i0, j0, i1, j1], axis=1)[inside])
-    return counter.counts()
-
-
-def average_downsample(shape0, shape) -> float:
-    """OpenSlide's definition of a level's downsample: the mean of the two axis ratios."""
-    return (shape0[0] / shape[0] + shape0[1] / shape[1]) / 2
-
-
-__all__ = ["SlideBackend", "SkippedTileWarning", "average_downsample"]
+__all__ = ["SlideBackend", "SkippedTileWarning", "keyword_parameters", "positive_float"]

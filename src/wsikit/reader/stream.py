@@ -1,0 +1,185 @@
+"""Reading many boxes of a slide in order, in parallel: what ``read_regions``, ``read_plan``
+and ``generate_tiles`` run.
+
+A request names one box: ``level``, ``read_location`` (i, j) and ``read_size`` (h, w) in
+pixels of that level (zero outside it), area-averaged to ``shape`` when that differs from
+``read_size``. A :class:`~wsikit.plan.TileSpec` is such a request, and so is a
+:class:`RegionRequest`. A request refused while it was being made (a bad location passed
+to ``read_regions``) travels as a :class:`RejectedRequest`, so that its error is raised at
+its turn, after the requests before it were read.
+
+When every level of the slide is a grid of native tiles (``_level_grid``) and no backend
+options are given, boxes are stitched straight from the grids by the
+:class:`~wsikit.reader.tiled.TiledReader`: the native tiles of the next boxes are decoded
+ahead on worker threads, each once, and a tile is kept only until its last use in the
+stream. Otherwise each box is one ``_extract`` call, run on a thread pool in order.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, NamedTuple, Protocol, Union
+
+import numpy as np
+
+from ..errors import CorruptSlideError, SlideError
+from ..limits import check_allocation
+from ..pixels import padded, resample_area
+from .tile_grid import TileGrid
+from .uses import UseCounter, count_uses
+from .workers import ordered_map
+
+if TYPE_CHECKING:
+    from ..backends.base import SlideBackend
+    from ..plan import Plan
+
+
+class BoxRequest(Protocol):
+    """What a reader needs to know of a request (TileSpec and RegionRequest both have it)."""
+
+    @property
+    def level(self) -> int: ...
+    @property
+    def read_location(self) -> tuple[int, int]: ...
+    @property
+    def read_size(self) -> tuple[int, int]: ...
+    @property
+    def shape(self) -> tuple[int, int]: ...
+
+
+class RegionRequest(NamedTuple):
+    """A box of ``level`` read at its own size (``read_regions``)."""
+
+    level: int
+    read_location: tuple[int, int]
+    read_size: tuple[int, int]
+    shape: tuple[int, int]
+
+
+class RejectedRequest(NamedTuple):
+    """A request whose arguments were refused: ``error`` is reported at its turn."""
+
+    error: Exception
+
+
+Request = Union[BoxRequest, RejectedRequest]
+#: what a stream yields for each request: the request, its pixels or None, its error or None
+Result = tuple[Any, Union[np.ndarray, None], Union[BaseException, None]]
+
+
+def read_requests(slide: SlideBackend, requests: Iterable[Request], *, normalize: bool, workers: int | None,
+                  options: dict[str, Any], plan: Plan | None = None) -> Iterator[Result]:
+    """``(request, pixels, error)`` for every request, in order, read on ``workers`` threads.
+
+    A SlideError reading a request comes back as its ``error`` and reading goes on; so does
+    the error of a RejectedRequest. ``plan``, the Plan the requests come from, lets the
+    reader count native-tile uses from the plan's arrays instead of a pass over the requests.
+    """
+    grids = [slide._level_grid(k) for k in range(slide.level_count)]
+    if options or any(grid is None for grid in grids):
+        return ordered_map(_ExtractReading(slide, normalize, options).read, requests, workers)
+    reading = _GridReading(slide, [g for g in grids if g is not None], normalize)
+    uses = None
+    # Knowing every native tile's uses lets the reader cache only tiles used again.
+    if plan is not None:
+        uses = plan_uses(plan, reading.grids[plan.level])
+    elif isinstance(requests, (Sequence, np.ndarray)):
+        uses = count_uses(reading.boxes_of(requests))
+    stream = slide._reader.stream(requests, reading.box_of, reading.finish, workers=workers, uses=uses)
+    return reading.results(stream)
+
+
+class _ExtractReading:
+    """Requests read one ``_extract`` call each (backend options given, or levels that are
+    not native tile grids)."""
+
+    def __init__(self, slide: SlideBackend, normalize: bool, options: dict[str, Any]) -> None:
+        self.slide, self.normalize, self.options = slide, normalize, options
+
+    def read(self, request: Request) -> Result:
+        try:
+            if isinstance(request, RejectedRequest):
+                raise request.error
+            level = self.slide._check_level(request.level)
+            image = self.slide._extract(level, request.read_location, request.read_size, self.normalize, **self.options)
+            if request.read_size != request.shape:
+                image = resample_area(image, request.shape)
+            return request, image, None
+        except SlideError as exc:
+            return request, None, exc
+
+
+class _GridReading:
+    """The parts of a stream over native tile grids: the box each request reads, and turning
+    the stitched pixels into the request's array (zero outside the level, normalised,
+    area-averaged to its shape)."""
+
+    def __init__(self, slide: SlideBackend, grids: list[TileGrid], normalize: bool) -> None:
+        self.slide = slide
+        self.grids = grids
+        self.normalize = normalize
+        self.pixel_shape, self.dtype = slide._pixel_shape(normalize)
+        self.checked: set[tuple[int, int]] = set()  # read sizes already checked against the memory limit
+
+    def box_of(self, request: Request) -> tuple[TileGrid, int, int, int, int] | None:
+        if isinstance(request, RejectedRequest):
+            raise request.error
+        size = request.read_size
+        if size not in self.checked:
+            check_allocation(size + self.pixel_shape, self.dtype.itemsize, "region", self.slide.path)
+            self.checked.add(size)
+        level = request.level
+        if not 0 <= level < len(self.grids):
+            self.slide._check_level(level)  # raises, naming the levels there are
+        grid = self.grids[level]
+        (i, j), (h, w) = request.read_location, size
+        i0, j0, i1, j1 = max(i, 0), max(j, 0), min(i + h, grid.shape[0]), min(j + w, grid.shape[1])
+        return (grid, i0, j0, i1, j1) if i0 < i1 and j0 < j1 else None
+
+    def boxes_of(self, requests: Iterable[Request]) -> Iterator[tuple[TileGrid, int, int, int, int] | None]:
+        """The boxes of the requests that have one (the others fail when read, at their turn)."""
+        for request in requests:
+            try:
+                yield self.box_of(request)
+            except Exception:
+                continue
+
+    def finish(self, request: BoxRequest, array: np.ndarray | None) -> np.ndarray:
+        size = request.read_size
+        if array is not None and array.shape[:2] == size:
+            if not self.slide.is_rgb:
+                array = self.slide._normalized(array, self.normalize)
+        else:  # partly or wholly outside the level: zero there
+            i, j = request.read_location
+            part = None if array is None else self.slide._normalized(array, self.normalize)
+            array = padded(part, (max(i, 0) - i, max(j, 0) - j), size, self.pixel_shape, self.dtype)
+        return array if size == request.shape else resample_area(array, request.shape)
+
+    def results(self, stream: Iterator[Result]) -> Iterator[Result]:
+        for request, image, error in stream:
+            yield request, image, None if error is None else self.read_error(error, request)
+
+    def read_error(self, exc: BaseException, request: Request) -> BaseException:
+        """The error to report for a failed read: raw library errors become a CorruptSlideError
+        naming the file and the box."""
+        if isinstance(exc, SlideError) or isinstance(request, RejectedRequest) or not isinstance(exc, Exception):
+            return exc
+        path = self.slide.path
+        where = f"{request.read_size} at {request.read_location} of level {request.level}"
+        if isinstance(exc, ValueError):
+            return CorruptSlideError(path, str(exc))
+        if isinstance(exc, MemoryError):
+            return CorruptSlideError(path, f"out of memory reading {where}")
+        return CorruptSlideError(path, f"cannot read {where}: {type(exc).__name__}: {exc}")
+
+
+def plan_uses(plan: Plan, grid: TileGrid) -> dict[Any, np.ndarray]:
+    """:func:`~wsikit.reader.uses.count_uses` for a plan, counted from its arrays a block at a time."""
+    counter = UseCounter()
+    h, w = grid.shape
+    for start in range(0, len(plan), 8192):  # blocks of a few hundred KB
+        b = plan.read_boxes(start, start + 8192)
+        i0, j0 = np.maximum(b[:, 0], 0), np.maximum(b[:, 1], 0)
+        i1, j1 = np.minimum(b[:, 0] + b[:, 2], h), np.minimum(b[:, 1] + b[:, 3], w)
+        inside = (i0 < i1) & (j0 < j1)  # boxes wholly outside the level read nothing
+        counter.add(grid, np.stack([i0, j0, i1, j1], axis=1)[inside])
+    return counter.counts()
