@@ -134,7 +134,7 @@ def _open_first(path: str, options: dict[str, Any]) -> SlideBackend:
         raise first_error
     if passed_over:
         takers = [name for name in backend_names()
-                  if (cls := backend_class_or_none(name)) is not None and not asked - cls.open_options()]
+                  if (taker := backend_class_or_none(name)) is not None and not asked - taker.open_options()]
         raise TypeError(
             f"{path}: the option(s) {', '.join(sorted(asked))} are not options of the backend(s) that read this file "
             f"({', '.join(passed_over)}); " + (f"they are taken by: {', '.join(takers)}" if takers else "no backend takes them")

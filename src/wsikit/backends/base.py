@@ -19,7 +19,6 @@ What a backend writes:
 """
 from __future__ import annotations
 
-import inspect
 import os
 import threading
 import warnings
@@ -41,6 +40,7 @@ from ..reader.tiles import SkippedTileWarning, TileStream, close_stream, plan_re
 from ..tiling import clip_box, thumbnail_shape
 from .associated import AssociatedImages
 from .metadata import positive_float, write_resolution
+from .options import check_errors, keyword_parameters, refuse_unknown_options
 from .thumbnail import reduced_level, smallest_level_covering
 
 # The keyword arguments of generate_tiles that choose tiles (the rest go to extract_region).
@@ -49,19 +49,6 @@ _PLAN_OPTIONS = ("mpp", "magnification", "min_tissue", "tissue_mask")
 
 def _reopen(cls: type[SlideBackend], path: str, options: dict[str, Any]) -> SlideBackend:
     return cls(path, **options)
-
-
-def _check_errors(errors: object) -> None:
-    if errors not in ("raise", "skip"):
-        raise ValueError(f"errors must be 'raise' or 'skip', got {errors!r}")
-
-
-def keyword_parameters(function: Callable[..., Any], skip: int) -> tuple[set[str], bool]:
-    """(names of the keyword parameters of ``function`` after its first ``skip`` parameters,
-    whether it also takes any keyword)."""
-    parameters = list(inspect.signature(function).parameters.values())[skip:]
-    names = {p.name for p in parameters if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
-    return names, any(p.kind is p.VAR_KEYWORD for p in parameters)
 
 
 class SlideBackend(ABC):
@@ -105,7 +92,7 @@ class SlideBackend(ABC):
             raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
         self.path: str = os.fspath(path)
         self._closed = True  # until opened: close() and __del__ have nothing to release
-        self._refuse_unknown(options, self.open_options(), "")
+        refuse_unknown_options(type(self), options, type(self)._open, skip=1)
         self._options = dict(options, cache_bytes=cache_bytes)
         self._cache_bytes = cache_bytes
         self._reader = TiledReader(cache_bytes)
@@ -176,8 +163,7 @@ class SlideBackend(ABC):
     @classmethod
     def open_options(cls) -> set[str]:
         """The options this backend takes when opening (besides ``cache_bytes``)."""
-        names, _ = keyword_parameters(cls._open, skip=1)
-        return names
+        return keyword_parameters(cls._open, skip=1)[0]
 
     @abstractmethod
     def _open(self) -> None:
@@ -326,16 +312,9 @@ class SlideBackend(ABC):
     def _check_workers(workers: object) -> int | None:
         return None if workers is None else as_int(workers, "workers", minimum=1)
 
-    def _refuse_unknown(self, given: Iterable[str], known: set[str], where: str) -> None:
-        unknown = [name for name in given if name not in known]
-        if unknown and not (where == "" and keyword_parameters(type(self)._open, skip=1)[1]):
-            raise TypeError(f"unexpected options for {type(self).__name__}{where}: {', '.join(unknown)}")
-
     def _check_read_options(self, options: dict[str, Any]) -> None:
         if options:
-            names, any_keyword = keyword_parameters(type(self)._read_region, skip=6)
-            if not any_keyword:
-                self._refuse_unknown(options, names, ".extract_region")
+            refuse_unknown_options(type(self), options, type(self)._read_region, skip=6, where=".extract_region")
 
     def _pixel_shape(self, normalize: bool) -> tuple[tuple[int, ...], np.dtype]:
         """The trailing axes and dtype of what reads return."""
@@ -453,7 +432,7 @@ class SlideBackend(ABC):
         :meth:`tile_plan`); others are the backend's read options (see ``extract_region``).
         """
         self._ensure_usable()
-        _check_errors(errors)
+        check_errors(errors)
         plan_options = {k: options.pop(k) for k in _PLAN_OPTIONS if k in options}
         plan = self.tile_plan(shape, stride, pad, level, **plan_options)
         return self.read_plan(plan, workers=workers, normalize=normalize, errors=errors, **options)
@@ -463,7 +442,7 @@ class SlideBackend(ABC):
         """The tiles of a plan (``tile_plan``'s, part of one, or TileSpecs of the caller's
         own), in order, read in parallel; see ``generate_tiles`` for the arguments."""
         self._ensure_usable()
-        _check_errors(errors)
+        check_errors(errors)
         self._check_read_options(options)
         workers = self._check_workers(workers)
         results = read_requests(self, plan_requests(plan), normalize=bool(normalize), workers=workers,

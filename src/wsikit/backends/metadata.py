@@ -20,7 +20,7 @@ def positive_float(value: object) -> float | None:
     A missing, zero, negative or unparsable value means "the file does not say".
     """
     try:
-        number = float(value.doubleValue()) if hasattr(value, "doubleValue") else float(value)  # type: ignore[union-attr, arg-type]
+        number = float(value.doubleValue()) if hasattr(value, "doubleValue") else float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return None
     return number if number > 0 and math.isfinite(number) else None

@@ -61,6 +61,11 @@ class RejectedRequest(NamedTuple):
     error: Exception
 
 
+class BadRequest(ValueError):
+    """A request the caller got wrong (a level the slide does not have): raised as it is,
+    never taken for a broken file."""
+
+
 Request = Union[BoxRequest, RejectedRequest]
 #: what a stream yields for each request: the request, its pixels or None, its error or None
 Result = tuple[Any, Union[np.ndarray, None], Union[BaseException, None]]
@@ -129,7 +134,7 @@ class _GridReading:
             self.checked.add(size)
         level = request.level
         if not 0 <= level < len(self.grids):
-            self.slide._check_level(level)  # raises, naming the levels there are
+            raise BadRequest(f"level must be in [0, {len(self.grids) - 1}] for this slide, got {level}")
         grid = self.grids[level]
         (i, j), (h, w) = request.read_location, size
         i0, j0, i1, j1 = max(i, 0), max(j, 0), min(i + h, grid.shape[0]), min(j + w, grid.shape[1])
@@ -161,7 +166,7 @@ class _GridReading:
     def read_error(self, exc: BaseException, request: Request) -> BaseException:
         """The error to report for a failed read: raw library errors become a CorruptSlideError
         naming the file and the box."""
-        if isinstance(exc, SlideError) or isinstance(request, RejectedRequest) or not isinstance(exc, Exception):
+        if isinstance(exc, (SlideError, BadRequest)) or isinstance(request, RejectedRequest) or not isinstance(exc, Exception):
             return exc
         path = self.slide.path
         where = f"{request.read_size} at {request.read_location} of level {request.level}"

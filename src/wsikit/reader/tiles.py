@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable, Sequence
-from typing import Iterator
+from typing import Generator, Iterator
 
 from ..errors import SlideError
 from ..plan import Plan, TileSpec
@@ -42,16 +42,17 @@ class TileStream(Iterator[Tile]):
         self._tiles.close()
 
 
-def _tiles(results: Iterator[Result], skip: bool, skipped: list[tuple[tuple[int, int], str]]) -> Iterator[Tile]:
+def _tiles(results: Iterator[Result], skip: bool,
+           skipped: list[tuple[tuple[int, int], str]]) -> Generator[Tile, None, None]:
     make = Tile._read
     try:
         for spec, image, error in results:
-            if error is None:
+            if error is None and image is not None:
                 coords0 = spec.coords0 if spec.coords0 is not None or spec.level else spec.coords
                 yield make(image, spec.coords, spec.level, coords0, spec.mpp, spec.tissue)
                 continue
             if not (skip and isinstance(error, SlideError)):
-                raise error
+                raise error or ValueError(f"tile {spec.coords}: no pixels and no error")
             skipped.append((spec.coords, str(error)))
             warnings.warn(f"skipped tile {spec.coords}: {error}", SkippedTileWarning, stacklevel=3)
     finally:
