@@ -13,9 +13,17 @@ returned with the files: the pixels of each level with absent frames filled.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from ..backends.dicom.header import WSI_SOP_CLASS
+from ..backends.dicom.layout import cielab_to_rgb
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 # name -> (transfer syntax UID, lossless)
 TRANSFER_SYNTAXES = {
@@ -33,7 +41,6 @@ TRANSFER_SYNTAXES = {
     "explicit": ("1.2.840.10008.1.2.1", True),
     "implicit": ("1.2.840.10008.1.2", True),
 }
-WSI_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"
 # A fixed root keeps files reproducible; the suffixes come from a counter per series.
 _UID_ROOT = "1.2.826.0.1.3680043.10.1127."
 
@@ -50,15 +57,15 @@ class DicomSample:
     levels: list[np.ndarray]  # expected pixels of each level (first focal plane), absent frames filled
     planes: list[list[np.ndarray]] = field(default_factory=list)  # [level][plane]
     associated: dict[str, np.ndarray] = field(default_factory=dict)  # thumbnail / label / macro sources
-    missing: set = field(default_factory=set)  # (row, column) of level-0 frames left out (sparse)
-    fill: tuple = (255, 255, 255)
+    missing: set[tuple[int, int]] = field(default_factory=set)  # (row, column) of level-0 frames left out (sparse)
+    fill: tuple[int, ...] = (255, 255, 255)
 
     @property
     def level_files(self) -> list[str]:
         return [f for f in self.files if os.path.basename(f).startswith("level")]
 
 
-def label_image(shape=(200, 400), seed: int = 1) -> np.ndarray:
+def label_image(shape: tuple[int, int] = (200, 400), seed: int = 1) -> np.ndarray:
     """A label-like RGB picture: white card, dark barcode stripes, a coloured corner."""
     rng = np.random.default_rng(seed)
     image = np.full(shape + (3,), 250, dtype=np.uint8)
@@ -76,7 +83,7 @@ def _reduce(image: np.ndarray, factor: int) -> np.ndarray:
     return np.clip(np.rint(block_mean(image, factor)), 0, top).astype(image.dtype)
 
 
-def _resize(image: np.ndarray, shape) -> np.ndarray:
+def _resize(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     from ..pixels import resample_area, resize_area
 
     if image.dtype == np.uint8:  # Pillow's box filter: much faster than the exact average
@@ -85,7 +92,7 @@ def _resize(image: np.ndarray, shape) -> np.ndarray:
 
 
 class _Uids:
-    def __init__(self, seed: int):
+    def __init__(self, seed: int) -> None:
         self.prefix = f"{_UID_ROOT}{seed}."
         self.n = 0
 
@@ -136,7 +143,7 @@ def _encode_frames(tiles: list[np.ndarray], name: str, quality: int, photometric
     raise ValueError(f"transfer_syntax must be one of {', '.join(TRANSFER_SYNTAXES)}, got {name!r}")
 
 
-def _tiles(image: np.ndarray, tile, fill) -> tuple[list[np.ndarray], tuple[int, int]]:
+def _tiles(image: np.ndarray, tile: tuple[int, int], fill: Sequence[int]) -> tuple[list[np.ndarray], tuple[int, int]]:
     """Row-major frames of ``tile`` (h, w), edge frames padded with ``fill``."""
     th, tw = tile
     h, w = image.shape[:2]
@@ -147,12 +154,14 @@ def _tiles(image: np.ndarray, tile, fill) -> tuple[list[np.ndarray], tuple[int, 
     return [padded[r * th : (r + 1) * th, c * tw : (c + 1) * tw] for r in range(rows) for c in range(cols)], (rows, cols)
 
 
-def write_dicom_series(folder, image: np.ndarray | list | None = None, *, shape=(1024, 1536), tile=256,
-                       factors=(4,), transfer_syntax: str = "jpeg", sparse: bool = False, missing=None,
-                       offset_table: str = "basic", fragments_per_frame: int = 1, concatenate: int = 1,
-                       thumbnail: bool = True, label: bool = True, overview: bool = True, mpp: float = 0.25,
-                       objective_power: float | None = 40.0, quality: int = 90, seed: int = 0,
-                       absent_lab=None, plane_spacing_um: float = 1.0) -> DicomSample:
+def write_dicom_series(folder: str | os.PathLike[str], image: np.ndarray | list[np.ndarray] | None = None, *,
+                       shape: tuple[int, int] = (1024, 1536), tile: int | tuple[int, int] = 256,
+                       factors: Sequence[int] = (4,), transfer_syntax: str = "jpeg", sparse: bool = False,
+                       missing: set[tuple[int, int]] | None = None, offset_table: str = "basic",
+                       fragments_per_frame: int = 1, concatenate: int = 1, thumbnail: bool = True, label: bool = True,
+                       overview: bool = True, mpp: float = 0.25, objective_power: float | None = 40.0,
+                       quality: int = 90, seed: int = 0, absent_lab: Sequence[int] | None = None,
+                       plane_spacing_um: float = 1.0) -> DicomSample:
     """Write a DICOM WSI series of ``image`` (or of a synthetic H&E picture of ``shape``).
 
     ``image``: (h, w, 3) uint8 RGB, (h, w) uint8/uint16 grayscale, or a list of such
@@ -172,21 +181,20 @@ def write_dicom_series(folder, image: np.ndarray | list | None = None, *, shape=
     if offset_table not in ("basic", "extended", "none"):
         raise ValueError(f"offset_table must be 'basic', 'extended' or 'none', got {offset_table!r}")
     uid, lossless = TRANSFER_SYNTAXES[transfer_syntax]
-    tile = (tile, tile) if isinstance(tile, int) else tuple(tile)
+    frame: tuple[int, int] = (tile, tile) if isinstance(tile, int) else (int(tile[0]), int(tile[1]))
     planes0 = [tissue_texture(shape, seed)] if image is None else [np.asarray(p) for p in (image if isinstance(image, list) else [image])]
     gray = planes0[0].ndim == 2
+    fill: tuple[int, ...]
     if absent_lab is not None:
-        from ..backends.dicom import cielab_to_rgb
-
         fill = tuple(int(v) for v in cielab_to_rgb([float(v) for v in absent_lab]))
     else:
         fill = (0,) if gray else (255, 255, 255)
     uids = _Uids(seed)
     common = _common_dataset(uids, mpp, objective_power, gray)
-    sample = DicomSample(folder, [], uid, lossless, tile, [], fill=fill if not gray else (fill[0],))
+    sample = DicomSample(folder, [], uid, lossless, frame, [], fill=fill if not gray else (fill[0],))
 
     level_planes = [planes0] + [[_reduce(p, f) for p in planes0] for f in factors]
-    rows0, cols0 = -(-planes0[0].shape[0] // tile[0]), -(-planes0[0].shape[1] // tile[1])
+    rows0, cols0 = -(-planes0[0].shape[0] // frame[0]), -(-planes0[0].shape[1] // frame[1])
     if sparse:
         missing = {(r, c) for r in range(rows0) for c in range(cols0) if (r * cols0 + c) % 3 == 1} if missing is None else set(missing)
     else:
@@ -198,13 +206,13 @@ def write_dicom_series(folder, image: np.ndarray | list | None = None, *, shape=
         for p in planes:
             e = p.copy()
             for r, c in level_missing:
-                e[r * tile[0] : (r + 1) * tile[0], c * tile[1] : (c + 1) * tile[1]] = fill if not gray else fill[0]
+                e[r * frame[0] : (r + 1) * frame[0], c * frame[1] : (c + 1) * frame[1]] = fill if not gray else fill[0]
             expected.append(e)
         sample.planes.append(expected)
         sample.levels.append(expected[0])
         parts = concatenate if k == 0 else 1
         sample.files += _write_image(
-            folder, f"level{k}", "VOLUME", planes, tile, transfer_syntax, common, uids, sparse=sparse,
+            folder, f"level{k}", "VOLUME", planes, frame, transfer_syntax, common, uids, sparse=sparse,
             missing=level_missing, offset_table=offset_table, fragments=fragments_per_frame, parts=parts,
             mpp=mpp * (planes0[0].shape[0] / planes[0].shape[0]), quality=quality, fill=fill, absent_lab=absent_lab,
             plane_spacing_um=plane_spacing_um, instance_number=k + 1)
@@ -223,7 +231,7 @@ def write_dicom_series(folder, image: np.ndarray | list | None = None, *, shape=
         extras.append(("OVERVIEW", "macro", macro))
     for n, (kind, name, picture) in enumerate(extras):
         sample.associated[name] = picture
-        th = (min(tile[0], picture.shape[0]), min(tile[1], picture.shape[1])) if kind == "THUMBNAIL" else picture.shape[:2]
+        th = (min(frame[0], picture.shape[0]), min(frame[1], picture.shape[1])) if kind == "THUMBNAIL" else picture.shape[:2]
         syntax = transfer_syntax if kind == "THUMBNAIL" else ("jpeg" if not TRANSFER_SYNTAXES[transfer_syntax][1] else "explicit")
         sample.files += _write_image(
             folder, name, kind, [picture], th, syntax, common, uids, sparse=False, missing=set(), offset_table="basic",
@@ -233,7 +241,7 @@ def write_dicom_series(folder, image: np.ndarray | list | None = None, *, shape=
     return sample
 
 
-def _common_dataset(uids: _Uids, mpp: float, objective_power, gray: bool):
+def _common_dataset(uids: _Uids, mpp: float, objective_power: float | None, gray: bool) -> Dataset:
     from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence
 
@@ -287,7 +295,7 @@ def _common_dataset(uids: _Uids, mpp: float, objective_power, gray: bool):
     return ds
 
 
-def _code(value: str, scheme: str, meaning: str):
+def _code(value: str, scheme: str, meaning: str) -> Dataset:
     from pydicom.dataset import Dataset
 
     code = Dataset()
@@ -295,14 +303,16 @@ def _code(value: str, scheme: str, meaning: str):
     return code
 
 
-def _write_image(folder, stem, kind, planes, tile, syntax_name, common, uids, *, sparse, missing, offset_table,
-                 fragments, parts, mpp, quality, fill, absent_lab, plane_spacing_um, instance_number) -> list[str]:
+def _write_image(folder: str, stem: str, kind: str, planes: list[np.ndarray], tile: tuple[int, int], syntax_name: str,
+                 common: Dataset, uids: _Uids, *, sparse: bool, missing: set[tuple[int, int]], offset_table: str,
+                 fragments: int, parts: int, mpp: float, quality: int, fill: tuple[int, ...],
+                 absent_lab: Sequence[int] | None, plane_spacing_um: float, instance_number: int) -> list[str]:
     import copy
 
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.encaps import encapsulate, encapsulate_extended
     from pydicom.sequence import Sequence
-    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
+    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID
 
     syntax, lossless = TRANSFER_SYNTAXES[syntax_name]
     h, w = planes[0].shape[:2]
@@ -408,9 +418,9 @@ def _write_image(folder, stem, kind, planes, tile, syntax_name, common, uids, *,
         if syntax_name not in ("explicit", "implicit"):
             ds["PixelData"].is_undefined_length = True
         meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = WSI_SOP_CLASS
+        meta.MediaStorageSOPClassUID = UID(WSI_SOP_CLASS)
         meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        meta.TransferSyntaxUID = syntax
+        meta.TransferSyntaxUID = UID(syntax)
         meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
         ds.file_meta = meta
         name = f"{stem}.dcm" if parts == 1 else f"{stem}_part{part + 1}.dcm"

@@ -15,11 +15,13 @@ codestream where it speaks for itself, whatever the header says:
 """
 from __future__ import annotations
 
-import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
+from numpy.typing import DTypeLike
 
+from ...codestreams import J2K_START, JP2_SIGNATURE, Buffer, FrameHeader, j2k_header, jpeg_frame, jpeg_header
 from ...errors import UnsupportedFormatError
 
 JPEG_LOSSY = {"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"}
@@ -37,6 +39,8 @@ NATIVE = {IMPLICIT_LITTLE, EXPLICIT_LITTLE, EXPLICIT_BIG}
 ENCAPSULATED = JPEG_LOSSY | JPEG_LOSSLESS | JPEG_LS | JPEG_2000 | HTJ2K | JPEG_XL | {RLE}
 
 _YBR = {"YBR_FULL", "YBR_FULL_422"}
+#: turns the bytes of one frame into an (h, w, samples) array
+FrameDecoder = Callable[[Buffer], np.ndarray]
 
 
 class FrameShapeError(ValueError):
@@ -51,7 +55,7 @@ def guess_transfer_syntax(head: bytes) -> str | None:
     """The transfer syntax a frame's first bytes show, for files whose meta header lacks it."""
     if head.startswith(b"\xff\xd8\xff"):
         return "1.2.840.10008.1.2.4.50"
-    if head.startswith((b"\xff\x4f\xff\x51", b"\x00\x00\x00\x0cjP  ")):
+    if head.startswith((J2K_START, JP2_SIGNATURE)):
         return "1.2.840.10008.1.2.4.91"
     if head.startswith((b"\xff\x0a", b"\x00\x00\x00\x0cJXL ")):
         return "1.2.840.10008.1.2.4.110"
@@ -76,93 +80,24 @@ def ybr_full_to_rgb(ybr: np.ndarray) -> np.ndarray:
     return rgb.astype(dtype)
 
 
-# -- codestream headers --------------------------------------------------------------------
-def _jpeg_header(data) -> dict:
-    """Size, components and colour markers of a JPEG / JPEG-LS codestream (header only)."""
-    info = {"jfif": False, "adobe": None, "lossless": False, "shape": None, "ids": ()}
-    pos, n = 2, len(data)
-    while pos + 4 <= n:
-        if data[pos] != 0xFF:
-            break
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        (length,) = struct.unpack_from(">H", data, pos + 2)
-        segment = bytes(data[pos + 4 : pos + 2 + length])
-        if marker == 0xE0 and segment.startswith(b"JFIF\x00"):
-            info["jfif"] = True
-        elif marker == 0xEE and segment.startswith(b"Adobe") and len(segment) >= 12:
-            info["adobe"] = segment[11]
-        elif (0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC)) or marker == 0xF7:
-            if len(segment) >= 6:
-                rows, cols = struct.unpack_from(">HH", segment, 1)
-                components = segment[5]
-                info["shape"] = (rows, cols)
-                info["ids"] = tuple(segment[6 + 3 * k] for k in range(components) if 6 + 3 * k < len(segment))
-                info["lossless"] = marker in (0xC3, 0xC7, 0xCB, 0xCF)
-            return info
-        elif marker == 0xDA:
-            break
-        pos += 2 + length
-    return info
-
-
-def _j2k_codestream(data) -> memoryview | bytes:
-    """The raw codestream of a J2K stream or of a JP2 file (its ``jp2c`` box)."""
-    if bytes(data[:4]) != b"\x00\x00\x00\x0c":
-        return data
-    pos, n = 0, len(data)
-    while pos + 8 <= n:
-        length, kind = struct.unpack_from(">I4s", data, pos)
-        header = 8
-        if length == 1 and pos + 16 <= n:
-            (length,) = struct.unpack_from(">Q", data, pos + 8)
-            header = 16
-        if kind == b"jp2c":
-            return data[pos + header :]
-        if length == 0:
-            break
-        pos += length
-    return data
-
-
-def _j2k_header(data) -> dict:
-    """Size and multiple-component-transform flag from a J2K main header."""
-    stream = _j2k_codestream(data)
-    info = {"shape": None, "mct": False, "reversible": False}
-    if bytes(stream[:4]) != b"\xff\x4f\xff\x51" or len(stream) < 24:
-        return info
-    xsiz, ysiz, xosiz, yosiz = struct.unpack_from(">IIII", stream, 8)
-    info["shape"] = (ysiz - yosiz, xsiz - xosiz)
-    pos = 2  # SIZ, right after the 2-byte SOC
-    while pos + 4 <= len(stream):
-        marker, length = struct.unpack_from(">HH", stream, pos)
-        if marker == 0xFF52 and pos + 13 < len(stream):
-            # COD: Scod, progression, layers (2), MCT, then levels, code-block w, h, style, wavelet
-            info["mct"] = stream[pos + 8] == 1
-            info["reversible"] = stream[pos + 13] == 1
-            break
-        if marker == 0xFF90 or marker & 0xFF00 != 0xFF00:  # first tile part: main header over
-            break
-        pos += 2 + length
-    return info
-
-
-def _check_shape(shape, rows: int, cols: int) -> None:
-    if shape is not None and (shape[0] > rows or shape[1] > cols):
-        raise FrameShapeError(f"the codestream is {shape[0]} x {shape[1]} pixels, larger than the header's frame of {rows} x {cols}")
+def _check_shape(frame: FrameHeader | None, rows: int, cols: int) -> None:
+    """A codestream may be smaller than the header's frame (it is padded), never larger."""
+    if frame is not None and (frame.rows > rows or frame.columns > cols):
+        raise FrameShapeError(f"the codestream is {frame.rows} x {frame.columns} pixels, larger than the header's frame of {rows} x {cols}")
 
 
 # -- decoders ------------------------------------------------------------------------------
-def frame_decoder(transfer_syntax: str, *, photometric: str, samples: int, rows: int, cols: int, dtype: np.dtype,
-                  planar: int = 0, path: str | None = None) -> Callable[[bytes], np.ndarray]:
+def frame_decoder(transfer_syntax: str, *, photometric: str, samples: int, rows: int, cols: int, dtype: DTypeLike,
+                  planar: int = 0, path: str | None = None) -> FrameDecoder:
     """A function ``bytes -> (h, w, samples) array`` for the frames of one instance.
 
     Raises UnsupportedFormatError for a transfer syntax or layout no codec here reads.
     """
-    import imagecodecs
+    import imagecodecs as typed_imagecodecs
 
+    # imagecodecs' stubs say bytes | bytearray | mmap, its decoders take any buffer, and
+    # frames come as memoryviews (read without a copy): the module is used untyped here.
+    imagecodecs: Any = typed_imagecodecs
     ybr = photometric in _YBR and samples == 3
     dtype = np.dtype(dtype)
 
@@ -176,11 +111,11 @@ def frame_decoder(transfer_syntax: str, *, photometric: str, samples: int, rows:
         return array
 
     if transfer_syntax in JPEG_LOSSY or transfer_syntax in JPEG_LOSSLESS:
-        def decode_jpeg(data) -> np.ndarray:
-            header = _jpeg_header(data)
-            _check_shape(header["shape"], rows, cols)
-            marked = header["jfif"] or header["adobe"] is not None
-            if header["lossless"] and not marked and len(header["ids"]) == 3:
+        def decode_jpeg(data: Buffer) -> np.ndarray:
+            header = jpeg_header(data)
+            _check_shape(header.frame, rows, cols)
+            marked = header.jfif or header.adobe_transform is not None
+            if header.lossless and not marked and len(header.component_ids) == 3:
                 # No colour transform in a lossless stream that names none: the header decides.
                 array = _first_that_decodes(data, (
                     lambda d: imagecodecs.jpeg8_decode(d, colorspace="RGB", outcolorspace="RGB"),
@@ -192,30 +127,30 @@ def frame_decoder(transfer_syntax: str, *, photometric: str, samples: int, rows:
         return decode_jpeg
 
     if transfer_syntax in JPEG_LS:
-        def decode_jpegls(data) -> np.ndarray:
-            _check_shape(_jpeg_header(data)["shape"], rows, cols)
+        def decode_jpegls(data: Buffer) -> np.ndarray:
+            _check_shape(jpeg_frame(data), rows, cols)
             return finish(imagecodecs.jpegls_decode(data), ybr)
 
         return decode_jpegls
 
     if transfer_syntax in JPEG_2000 or transfer_syntax in HTJ2K:
-        openjpeg = (imagecodecs.jpeg2k_decode,)
+        openjpeg: tuple[Callable[[Buffer], Any], ...] = (imagecodecs.jpeg2k_decode,)
         openjph = openjpeg
         if transfer_syntax in HTJ2K and getattr(imagecodecs.HTJ2K, "available", False):
             openjph = (imagecodecs.htj2k_decode, imagecodecs.jpeg2k_decode)
 
-        def decode_j2k(data) -> np.ndarray:
-            header = _j2k_header(data)
-            _check_shape(header["shape"], rows, cols)
+        def decode_j2k(data: Buffer) -> np.ndarray:
+            header = j2k_header(data)
+            _check_shape(header.frame, rows, cols)
             # OpenJPH is about twice as fast on HTJ2K but does not clip the output of the
             # irreversible wavelet (values past 255 wrap to 0), so it decodes lossless only.
-            array = _first_that_decodes(data, openjph if header["reversible"] else openjpeg)
-            return finish(array, photometric == "YBR_FULL" and not header["mct"])
+            array = _first_that_decodes(data, openjph if header.reversible else openjpeg)
+            return finish(array, photometric == "YBR_FULL" and not header.multiple_component_transform)
 
         return decode_j2k
 
     if transfer_syntax in JPEG_XL:
-        def decode_jpegxl(data) -> np.ndarray:
+        def decode_jpegxl(data: Buffer) -> np.ndarray:
             return finish(imagecodecs.jpegxl_decode(data), False)
 
         return decode_jpegxl
@@ -223,7 +158,7 @@ def frame_decoder(transfer_syntax: str, *, photometric: str, samples: int, rows:
     if transfer_syntax == RLE:
         segment_dtype = dtype.newbyteorder("<")
 
-        def decode_rle(data) -> np.ndarray:
+        def decode_rle(data: Buffer) -> np.ndarray:
             raw = imagecodecs.dicomrle_decode(data, dtype=segment_dtype)
             planes = np.frombuffer(raw, dtype=segment_dtype)
             if planes.size != rows * cols * samples:
@@ -238,7 +173,7 @@ def frame_decoder(transfer_syntax: str, *, photometric: str, samples: int, rows:
             if cols % 2 or dtype.itemsize != 1:
                 raise UnsupportedFormatError(path, "uncompressed YBR_FULL_422 needs an even number of 8-bit columns")
 
-            def decode_422(data) -> np.ndarray:
+            def decode_422(data: Buffer) -> np.ndarray:
                 pairs = np.frombuffer(data, dtype=np.uint8, count=rows * cols * 2).reshape(rows, cols // 2, 4)
                 ybr_full = np.empty((rows, cols, 3), dtype=np.uint8)
                 ybr_full[:, 0::2, 0], ybr_full[:, 1::2, 0] = pairs[..., 0], pairs[..., 1]
@@ -248,7 +183,7 @@ def frame_decoder(transfer_syntax: str, *, photometric: str, samples: int, rows:
 
             return decode_422
 
-        def decode_native(data) -> np.ndarray:
+        def decode_native(data: Buffer) -> np.ndarray:
             array = np.frombuffer(data, dtype=native, count=rows * cols * samples)
             if planar == 1 and samples > 1:
                 array = array.reshape(samples, rows, cols).transpose(1, 2, 0)
@@ -263,15 +198,15 @@ def frame_decoder(transfer_syntax: str, *, photometric: str, samples: int, rows:
     raise UnsupportedFormatError(path, f"transfer syntax {transfer_syntax} is not one wsikit decodes")
 
 
-def _first_that_decodes(data, codecs) -> np.ndarray:
+def _first_that_decodes(data: Buffer, codecs: Sequence[Callable[[Buffer], Any]]) -> np.ndarray:
     """Decode with the first codec that accepts the stream (e.g. lossless JPEG variants)."""
-    error = None
+    error: Exception | None = None
     for codec in codecs:
         try:
             return codec(data)
         except Exception as exc:  # the next codec may read what this one refuses
             error = error or exc
-    raise error
+    raise error or ValueError("no decoder was tried")
 
 
-__all__ = ["FrameShapeError", "frame_decoder", "guess_transfer_syntax", "is_encapsulated", "ybr_full_to_rgb"]
+__all__ = ["FrameDecoder", "FrameShapeError", "frame_decoder", "guess_transfer_syntax", "is_encapsulated", "ybr_full_to_rgb"]

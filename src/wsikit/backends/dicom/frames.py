@@ -22,6 +22,7 @@ import struct
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ...errors import CorruptSlideError, UnsupportedFormatError
 
@@ -167,9 +168,13 @@ def offset_table(fd: int, element: PixelDataElement, path: str, file_size: int) 
     return np.frombuffer(raw, dtype="<u4").astype(np.int64), element.value_offset + 8 + length
 
 
-def _walk(fd: int, pos: int, path: str, file_size: int, *, limit: int | None = None, peek: bool = False):
-    """Fragments from ``pos`` to the sequence delimiter: (item offsets, value lengths, first bytes)."""
-    offsets, lengths, heads = [], [], []
+def _walk(fd: int, pos: int, path: str, file_size: int, *, limit: int | None = None,
+          peek: bool = False) -> tuple[list[int], list[int], list[bytes], int]:
+    """Fragments from ``pos`` to the sequence delimiter: (item offsets, value lengths, first
+    bytes when ``peek``, the byte after the last fragment)."""
+    offsets: list[int] = []
+    lengths: list[int] = []
+    heads: list[bytes] = []
     while limit is None or len(offsets) < limit:
         header = os.pread(fd, 14 if peek else 8, pos)
         if len(header) < 8:
@@ -191,7 +196,8 @@ def _walk(fd: int, pos: int, path: str, file_size: int, *, limit: int | None = N
     return offsets, lengths, heads, pos
 
 
-def extended_table_frames(path: str, fd: int, first: int, offsets, lengths, count: int, file_size: int) -> EncapsulatedFrames:
+def extended_table_frames(path: str, fd: int, first: int, offsets: ArrayLike, lengths: ArrayLike, count: int,
+                          file_size: int) -> EncapsulatedFrames:
     """Frames from the Extended Offset Table (one fragment per frame, as the standard requires)."""
     offsets = np.asarray(offsets, dtype=np.int64)
     lengths = np.asarray(lengths, dtype=np.int64)

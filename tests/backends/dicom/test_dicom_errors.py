@@ -357,3 +357,74 @@ def test_broken_label_is_left_out(tmp_path):
         assert sorted(slide.associated_images) == ["macro", "thumbnail"]
         assert "frame count" in slide.properties["dicom.unreadable.label"]
         np.testing.assert_array_equal(slide.extract_region((0, 0), SHAPE), sample.levels[0])
+
+
+# -- a length field that lies: no read allocates more than the file holds ----------------
+_OPEN_UNDER_AN_ADDRESS_SPACE_LIMIT = """
+import resource, sys
+import wsikit
+from wsikit.backends.dicom import DICOMBackend
+
+# Room for what opening a small file needs, not for the 2 GiB the length field claims.
+with open("/proc/self/status") as status:
+    size = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize"))
+resource.setrlimit(resource.RLIMIT_AS, (size + 1024**3, size + 1024**3))
+for name, open_ in (("open_slide", wsikit.open_slide), ("DICOMBackend", DICOMBackend),
+                    ("check_file", DICOMBackend.check_file)):
+    try:
+        open_(sys.argv[1])
+        print(name, "opened")
+    except BaseException as exc:
+        print(name, type(exc).__name__, exc)
+"""
+
+
+@pytest.mark.parametrize("syntax, offset_table", [("implicit", "basic"), ("jpeg", "extended")])
+def test_element_length_past_the_end_of_the_file(written, tmp_path, syntax, offset_table):
+    """A small file whose last element before the pixel data says it holds 0x7FFFFFF0 bytes:
+    pydicom allocated the 2 GiB before reading (under a memory limit, "opening needs more
+    memory than available"); it is a CorruptSlideError saying what is wrong, and nothing
+    near that size is allocated (the child runs with 1 GiB of address space to spare)."""
+    import os
+    import subprocess
+    import sys
+
+    import pydicom
+
+    if not os.path.exists("/proc/self/status"):
+        pytest.skip("the address-space limit is set from /proc/self/status (Linux)")
+    source = written(syntax, offset_table=offset_table)
+    ds = pydicom.dcmread(source, stop_before_pixels=True)
+    last = ds.get_item(max(ds.keys()))  # (5200,9229) implicit; (7FE0,0002) explicit, extended table
+    assert last.value_tell and last.length < 2**16
+
+    def lie(data):
+        data[last.value_tell - 4 : last.value_tell] = struct.pack("<I", 0x7FFFFFF0)
+
+    path = damaged(tmp_path, source, lie)
+    assert os.path.getsize(path) < 2**20  # a 2 GiB value cannot be in it
+    out = subprocess.run([sys.executable, "-c", _OPEN_UNDER_AN_ADDRESS_SPACE_LIMIT, path], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert len(lines) == 3, out.stdout + out.stderr
+    for line in lines:
+        assert line.split(" ", 2)[1] == "CorruptSlideError", line
+        assert path in line and "an element's length runs past the end of the file" in line, line
+        assert "2,147,483,632 bytes" in line, line
+    with pytest.raises(CorruptSlideError, match="runs past the end of the file") as info:
+        DICOMBackend(path)
+    assert info.value.path == path
+
+
+def test_long_elements_that_fit_in_the_file_are_read(written):
+    """The length check refuses only what runs past the end: the sparse per-frame functional
+    groups and the extended offset table (long elements) read as before."""
+    from wsikit.backends.dicom.header import read_header
+
+    for options in ({"offset_table": "extended"}, {"sparse": True}):
+        source = written("jpeg", **options)
+        ds, pixel_tag_offset = read_header(source)
+        assert open(source, "rb").read()[pixel_tag_offset : pixel_tag_offset + 4] == PIXEL_TAG
+        with DICOMBackend(source) as slide:
+            assert slide.shape == SHAPE

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import wsikit
-from conftest import padded_box, real_slide
+from tests.helpers import TESTDATA, padded_box, real_slide
 from wsikit import CorruptSlideError, DICOMBackend
 
 SHAPE = (2638, 3236)
@@ -212,24 +212,22 @@ def _read_corner(slide):
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the seed's pydicom calls
 def test_matches_the_seed_frames(small_dicom):
-    """The seed's DICOMBackend decodes whole frames with Pillow: same pixels."""
-    import sys
+    """The seed (PathML's slide backends) has a DICOMBackend that decodes whole frames with
+    Pillow: same pixels."""
+    import importlib.util
 
-    from conftest import TESTDATA
-
-    seed_dir = TESTDATA.parent / "seed"
-    if not (seed_dir / "load_seed.py").exists():
+    loader = TESTDATA.parent / "seed" / "load_seed.py"
+    if not loader.exists():
         pytest.skip("the seed is not in ../shared")
-    sys.path.insert(0, str(seed_dir))
     try:
-        from load_seed import load_seed
-
-        seed = load_seed()
+        spec = importlib.util.spec_from_file_location("load_seed", loader)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        seed = module.load_seed()
         old = seed.DICOMBackend(small_dicom)
     except Exception as exc:  # the seed's own dependencies (loguru, ...) may be missing
         pytest.skip(f"the seed does not load here: {exc}")
-    finally:
-        sys.path.remove(str(seed_dir))
     with DICOMBackend(small_dicom) as s:
         for index in (0, 6, 20, 41):
             frame = s.read_frame(index)

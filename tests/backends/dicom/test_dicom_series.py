@@ -13,7 +13,7 @@ from wsikit import DICOMBackend
 from wsikit.samples.dicom import TRANSFER_SYNTAXES, write_dicom_series
 from wsikit.samples.svs import tissue_texture
 
-from conftest import padded_box
+from tests.helpers import padded_box
 
 SHAPE = (300, 420)
 TILE = 128
@@ -300,17 +300,19 @@ def test_pixels_agree_with_openslide(series, syntax, sparse):
 @pytest.mark.parametrize("syntax", ["explicit", "implicit"])
 def test_sparse_positions_from_raw_bytes_equal_pydicoms(series, syntax):
     """Positions found by pattern in the raw per-frame groups equal those pydicom parses."""
-    from wsikit.backends.dicom import series as dicom_series
+    from wsikit.backends.dicom.positions import raw_positions, sparse_positions
+    from wsikit.backends.dicom.series import read_instance
 
     planes = [tissue_texture(SHAPE, 7), tissue_texture(SHAPE, 8)]
     sample = series(transfer_syntax=syntax, sparse=True, image=planes, plane_spacing_um=1.5)
-    fast_instance = dicom_series.read_instance(sample.level_files[0])
-    slow_instance = dicom_series.read_instance(sample.level_files[0])
-    assert dicom_series._raw_positions(fast_instance.ds) is not None
+    fast_instance = read_instance(sample.level_files[0])
+    slow_instance = read_instance(sample.level_files[0])
+    assert fast_instance is not None and slow_instance is not None
+    assert raw_positions(fast_instance.ds) is not None
     len(slow_instance.ds.PerFrameFunctionalGroupsSequence)  # parsed by pydicom: no raw bytes left
-    assert dicom_series._raw_positions(slow_instance.ds) is None
-    fast = dicom_series._sparse_positions(fast_instance)
-    slow = dicom_series._sparse_positions(slow_instance)
+    assert raw_positions(slow_instance.ds) is None
+    fast = sparse_positions(fast_instance)
+    slow = sparse_positions(slow_instance)
     for a, b in zip(fast, slow):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert sorted(set(fast[3].tolist())) == [0.0, 1.5]

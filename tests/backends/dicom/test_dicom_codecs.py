@@ -101,6 +101,22 @@ def test_codestream_larger_than_the_header_is_refused():
     data = imagecodecs.jpeg2k_encode(RGB, level=0, codecformat="J2K", reversible=True)
     with pytest.raises(FrameShapeError):
         decoder("1.2.840.10008.1.2.4.90", "RGB", rows=64, cols=48)(data)
+    data = imagecodecs.jpeg2k_encode(RGB, level=0, codecformat="JP2", reversible=True)
+    with pytest.raises(FrameShapeError):
+        decoder("1.2.840.10008.1.2.4.90", "RGB", rows=64, cols=48)(data)
+
+
+def test_jpeg_ls_size_is_read_before_decoding():
+    """JPEG-LS declares its size in SOF55 (0xFFF7), or, over 65,535, in an LSE segment: a
+    frame that declares more than the header's frame is refused before CharLS allocates it."""
+    data = imagecodecs.jpegls_encode(np.zeros((3, 70000), np.uint8))
+    with pytest.raises(FrameShapeError, match="3 x 70000"):
+        decoder("1.2.840.10008.1.2.4.80", "MONOCHROME2", samples=1, rows=64, cols=96)(data)
+    data = imagecodecs.jpegls_encode(RGB[:, :, 0])
+    with pytest.raises(FrameShapeError, match="64 x 96"):
+        decoder("1.2.840.10008.1.2.4.80", "MONOCHROME2", samples=1, rows=32, cols=96)(data)
+    array = decoder("1.2.840.10008.1.2.4.80", "MONOCHROME2", samples=1)(data)
+    np.testing.assert_array_equal(array[:, :, 0], RGB[:, :, 0])
 
 
 def test_rle_sixteen_bit_grayscale():
