@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 
-def _coords(value, name):
+def _coords(value: object, name: str) -> tuple[int, int]:
     if not (isinstance(value, (tuple, list)) and len(value) == 2):
         raise TypeError(f"{name} must be a pair (i, j) of ints, got {value!r}")
     out = []
@@ -15,7 +15,7 @@ def _coords(value, name):
         if isinstance(v, bool) or not isinstance(v, numbers.Integral):
             raise TypeError(f"{name}[{k}] must be an int, got {v!r}")
         out.append(int(v))
-    return tuple(out)
+    return out[0], out[1]
 
 
 class Tile:
@@ -35,20 +35,29 @@ class Tile:
     """
 
     __slots__ = ("image", "coords", "level", "coords0", "mpp", "tissue", "name", "masks", "labels")
+    image: np.ndarray
+    coords: tuple[int, int]
+    level: int
+    coords0: tuple[int, int] | None
+    mpp: tuple[float, float] | None
+    tissue: float | None
+    name: str | None
+    masks: dict[str, np.ndarray]
+    labels: dict[str, Any]
 
     def __init__(
         self,
         image: np.ndarray,
-        coords,
+        coords: tuple[int, int],
         level: int = 0,
         *,
         name: str | None = None,
         masks: dict[str, np.ndarray] | None = None,
         labels: dict[str, Any] | None = None,
-        coords0=None,
-        mpp=None,
+        coords0: tuple[int, int] | None = None,
+        mpp: tuple[float, float] | None = None,
         tissue: float | None = None,
-    ):
+    ) -> None:
         if not isinstance(image, np.ndarray):
             raise TypeError(f"image must be a numpy array, got {type(image).__name__}")
         if image.ndim < 2:
