@@ -148,7 +148,7 @@ def test_vectra_qptiff_levels_channels_and_pixels():
     with wsikit.open_slide(path) as slide:
         assert isinstance(slide, TiffBackend)
         assert slide.level_count == 1  # the thumbnail, overview and label are not levels
-        assert slide.dimensions == (1440, 1920)
+        assert slide.shape == (1440, 1920)
         assert slide.channel_names == ["DAPI", "FITC", "Cy3"]
         assert slide.sizes == (1, 3, 1) and not slide.is_rgb
         region = slide.extract_region((100, 300), (250, 500))

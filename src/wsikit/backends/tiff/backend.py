@@ -30,12 +30,11 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import CorruptSlideError, SlideError, UnsupportedFormatError
+from ...errors import CorruptSlideError, UnsupportedFormatError
 from ...limits import check_allocation
 from ...reader import TileGrid
 from ...tiff_structure import has_tiff_magic, ifd_chain_problem
 from ..base import SlideBackend
-from ..metadata import write_resolution
 from .decoding import NativeTiles, as_rgb, chunk_bytes, compression_problem, page_layout
 from .metadata import read_slide_metadata
 from .planes import PlaneLayout, UnsupportedLayout, plane_layout
@@ -89,9 +88,7 @@ class TiffBackend(SlideBackend):
         except Exception:
             return False
 
-    def _open(self, **options: Any) -> None:
-        if options:
-            raise TypeError(f"unexpected options for TiffBackend: {', '.join(options)}")
+    def _open(self) -> None:
         import tifffile
 
         if not has_tiff_magic(self.path):
@@ -109,7 +106,6 @@ class TiffBackend(SlideBackend):
             self._open_planes(planes)
         else:
             self._open_pages()
-        write_resolution(self._properties, self._mpp, self._objective_power)
 
     def _open_pages(self) -> None:
         """Levels of one page each: every TIFF but OME-TIFF and QPTIFF."""
@@ -223,20 +219,6 @@ class TiffBackend(SlideBackend):
             return as_rgb(pixels)
 
         return load
-
-    # -- pixels --------------------------------------------------------------------------
-    def _read_region(self, level: int, i: int, j: int, h: int, w: int, **kwargs: Any) -> np.ndarray:
-        if kwargs:
-            raise TypeError(f"unexpected arguments for TiffBackend.extract_region: {', '.join(kwargs)}")
-        try:
-            return self._reader.read(self._grids[level], i, j, i + h, j + w)
-        except SlideError:  # a LimitError is a ValueError too: keep it as it is
-            raise
-        except ValueError as exc:
-            raise CorruptSlideError(self.path, str(exc)) from None
-
-    def _level_grid(self, level: int) -> TileGrid:
-        return self._grids[level]  # _read_region above reads exactly this grid
 
     # -- lifecycle -----------------------------------------------------------------------
     def _close(self) -> None:
