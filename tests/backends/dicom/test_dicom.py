@@ -58,7 +58,9 @@ def reference(small_dicom) -> np.ndarray:
 def test_opens_the_minimal_file(slide):
     assert isinstance(slide, DICOMBackend)
     assert slide.level_count == 1
-    assert slide.dimensions == SHAPE
+    assert slide.shape == SHAPE
+    with pytest.deprecated_call():
+        assert slide.dimensions == SHAPE  # (rows, columns), unlike OpenSlide's
     assert slide.get_image_shape() == SHAPE
     assert slide.frame_shape == (FRAME, FRAME)
     assert slide.frame_count() == 42
@@ -241,9 +243,9 @@ def test_open_slide_picks_dicom_for_file_and_folder(small_dicom, tmp_path):
     with wsikit.open_slide(copy) as s:
         assert isinstance(s, DICOMBackend)
     with wsikit.open_slide(copy.parent) as s:
-        assert isinstance(s, DICOMBackend) and s.dimensions == SHAPE
+        assert isinstance(s, DICOMBackend) and s.shape == SHAPE
     with wsikit.open_slide(copy.parent, backend="dicom") as s:
-        assert s.dimensions == SHAPE
+        assert s.shape == SHAPE
 
 
 def test_truncated_copy_is_corrupt(small_dicom, tmp_path):

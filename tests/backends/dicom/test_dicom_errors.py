@@ -2,6 +2,7 @@
 names the problem, raised at once; and tolerance where a file only bends the standard."""
 from __future__ import annotations
 
+import os
 import struct
 import warnings
 
@@ -205,9 +206,10 @@ def test_undecodable_frame(written, tmp_path):
         assert info.value.path == path
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            tiles = list(slide.generate_tiles(shape=128, pad=True, errors="skip"))
+            stream = slide.generate_tiles(shape=128, pad=True, errors="skip")
+            tiles = list(stream)
         assert len(tiles) == 11
-        assert [coords for coords, _ in slide.skipped_tiles] == [(128, 128)]
+        assert [coords for coords, _ in stream.skipped_tiles] == [(128, 128)]
         assert any(issubclass(w.category, SkippedTileWarning) for w in caught)
 
 
@@ -319,11 +321,12 @@ def test_deflated_syntax_is_unsupported(written, tmp_path):
 
 def test_unknown_option_and_bad_selection(written):
     source = written("jpeg")
-    with pytest.raises(TypeError, match="unexpected options"):
+    with pytest.raises(TypeError, match="unexpected options for DICOMBackend: colour"):
         DICOMBackend(source, colour="blue")
     with pytest.raises(ValueError, match="focal_plane"):
         DICOMBackend(source, focal_plane=3)
-    with DICOMBackend(source) as slide, pytest.raises(TypeError, match="unexpected arguments"):
+    with DICOMBackend(source) as slide, \
+            pytest.raises(TypeError, match="unexpected options for DICOMBackend.extract_region: colour"):
         slide.extract_region((0, 0), (4, 4), colour="blue")
 
 
@@ -385,7 +388,6 @@ def test_element_length_past_the_end_of_the_file(written, tmp_path, syntax, offs
     pydicom allocated the 2 GiB before reading (under a memory limit, "opening needs more
     memory than available"); it is a CorruptSlideError saying what is wrong, and nothing
     near that size is allocated (the child runs with 1 GiB of address space to spare)."""
-    import os
     import subprocess
     import sys
 
@@ -428,3 +430,21 @@ def test_long_elements_that_fit_in_the_file_are_read(written):
         assert open(source, "rb").read()[pixel_tag_offset : pixel_tag_offset + 4] == PIXEL_TAG
         with DICOMBackend(source) as slide:
             assert slide.shape == SHAPE
+
+
+def test_check_file_opens_only_the_file_given(tmp_path, written):
+    """check_file (the opener's vetting before OpenSlide) opens the one file, not its series:
+    a broken sibling level does not fail it; a broken file does; a file that is not DICOM passes."""
+    sample = write_dicom_series(tmp_path / "series", shape=SHAPE, tile=128, factors=(2,), transfer_syntax="jpeg",
+                                thumbnail=False, label=False, overview=False)
+    level0, level1 = sample.level_files
+    with open(level1, "r+b") as f:  # the sibling's pixel data cut off
+        f.truncate(os.path.getsize(level1) - 2000)
+    DICOMBackend.check_file(level0)
+    with pytest.raises(CorruptSlideError):
+        DICOMBackend(level0)  # the whole series: the broken level counts
+    with pytest.raises(CorruptSlideError, match="truncated|past the end"):
+        DICOMBackend.check_file(level1)
+    text = tmp_path / "notes.dcm"
+    text.write_text("not a DICOM file")
+    DICOMBackend.check_file(str(text))

@@ -32,7 +32,7 @@ from ...limits import check_allocation
 from ...reader import TileGrid
 from ...tiling import thumbnail_shape
 from ..base import SlideBackend
-from .header import folder_files, is_wsi_file, pydicom_warnings_silenced
+from .header import folder_files, has_dicom_magic, is_wsi_file, pydicom_warnings_silenced
 from .layout import absent_fill, blank_frame, layout, pixel_shape
 from .levels import Level, Plane, decode_frame, frame_table, open_level
 from .metadata import header_properties, resolution, syntax_name
@@ -57,11 +57,19 @@ class DICOMBackend(SlideBackend):
         except Exception:
             return False
 
+    @classmethod
+    def check_file(cls, path: str) -> None:
+        """Open the one file (not the rest of its series, no cache) and close it: a file that
+        looks like DICOM and is broken raises CorruptSlideError (the opener asks before it
+        hands a DICOM file to OpenSlide, whose DICOM parser can crash on broken files). A
+        DICOM file that is not a whole-slide image raises UnsupportedFormatError; anything
+        that is not a DICOM file passes."""
+        if os.path.isfile(path) and has_dicom_magic(path):
+            cls(path, whole_series=False, cache_bytes=0).close()
+
     # -- opening ---------------------------------------------------------------------------
     def _open(self, *, optical_path: str | int | None = None, focal_plane: int | None = None,
-              whole_series: bool = True, **options: Any) -> None:
-        if options:
-            raise TypeError(f"unexpected options for DICOMBackend: {', '.join(options)}")
+              whole_series: bool = True) -> None:
         with pydicom_warnings_silenced():
             self._open_series(optical_path, focal_plane, whole_series)
 
@@ -102,6 +110,7 @@ class DICOMBackend(SlideBackend):
         self.optical_paths: list[str] = list(level0.positions.paths)
         self.focal_planes: list[float] = sorted(set(level0.positions.z.tolist()))
         self._selection = self._select(optical_path, focal_plane, default=(level0.positions.path[0], float(level0.positions.z[0])))
+        self._grids = [self._grid(level, self._selection) for level in range(len(self._levels))]
         self._read_metadata(main, instances)
         self._add_associated([i for i in instances if i.kind in _ASSOCIATED_NAMES and i not in volumes])
 
@@ -148,10 +157,6 @@ class DICOMBackend(SlideBackend):
             props[f"dicom.level[{k}].transfer-syntax"] = syntax_name(level.sources[0].transfer_syntax)
         self._mpp, self._objective_power = resolution(main.ds)
         props["wsikit.vendor"] = "dicom"
-        if self._mpp:
-            props["wsikit.mpp-y"], props["wsikit.mpp-x"] = (repr(v) for v in self._mpp)
-        if self._objective_power:
-            props["wsikit.objective-power"] = repr(self._objective_power)
 
     def _add_associated(self, instances: list[Instance]) -> None:
         self._associated_levels: dict[str, Level] = {}
@@ -221,19 +226,16 @@ class DICOMBackend(SlideBackend):
         return TileGrid(key, level.shape, level.tile_shape, pixels, dtype, decode)
 
     def _read_region(self, level: int, i: int, j: int, h: int, w: int, *, optical_path: str | int | None = None,
-                     focal_plane: int | None = None, **kwargs: Any) -> np.ndarray:
-        if kwargs:
-            raise TypeError(f"unexpected arguments for DICOMBackend.extract_region: {', '.join(kwargs)}")
-        selection = self._selection
+                     focal_plane: int | None = None) -> np.ndarray:
+        grid = None  # the plane chosen when opening: the base reads self._grids
         if optical_path is not None or focal_plane is not None:
-            selection = self._select(optical_path, focal_plane, default=self._selection)
+            grid = self._grid(level, self._select(optical_path, focal_plane, default=self._selection))
         try:
-            return self._reader.read(self._grid(level, selection), i, j, i + h, j + w)
-        except ValueError as exc:
+            if grid is None:
+                return super()._read_region(level, i, j, h, w)
+            return self._reader.read(grid, i, j, i + h, j + w)
+        except ValueError as exc:  # the reader's: a frame decoded to another shape than the header's
             raise CorruptSlideError(self.path, str(exc)) from None
-
-    def _level_grid(self, level: int) -> TileGrid:
-        return self._grid(level, self._selection)  # _read_region without options reads exactly this grid
 
     # -- thumbnails from the thumbnail instance ----------------------------------------------
     def get_thumbnail(self, size: tuple[int, int] | int) -> np.ndarray:
