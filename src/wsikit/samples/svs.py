@@ -81,12 +81,14 @@ def write_sample_svs(path: str | os.PathLike[str], shape: tuple[int, int] = (409
     with tifffile.TiffWriter(path, bigtiff=base.nbytes > 2**31) as tif:
         options = dict(photometric="rgb", compression="jpeg", compressionargs={"level": quality}, metadata=None)
         tif.write(base, tile=(tile, tile), description=description, subfiletype=0, **options)
-        tif.write(thumb, rowsperstrip=16, description=f"Aperio Image Library v12.0.0 \n{w}x{h} -> {thumb.shape[1]}x{thumb.shape[0]}", **options)
+        tif.write(thumb, rowsperstrip=16, **options,
+                  description=f"Aperio Image Library v12.0.0 \n{w}x{h} -> {thumb.shape[1]}x{thumb.shape[0]}")
         for factor in factors:
             level = _reduce(base, factor)
             if min(level.shape[:2]) < 1:
                 break
-            tif.write(level, tile=(tile, tile), description=f"Aperio Image Library v12.0.0 \n{w}x{h} -> {level.shape[1]}x{level.shape[0]}", subfiletype=0, **options)
+            tif.write(level, tile=(tile, tile), subfiletype=0, **options,
+                      description=f"Aperio Image Library v12.0.0 \n{w}x{h} -> {level.shape[1]}x{level.shape[0]}")
         label = np.full((300, 300, 3), 255, np.uint8)
         label[100:200, 50:250] = (20, 20, 20)
         tif.write(label, rowsperstrip=16, description="Aperio Image Library v12.0.0 \nlabel 300x300", subfiletype=1,

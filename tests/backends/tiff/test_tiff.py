@@ -31,7 +31,8 @@ def test_svs_opens_with_tiff_backend():
 
 @pytest.mark.parametrize(
     "location, size",
-    [((0, 0), (240, 240)), ((100, 200), (300, 400)), ((2900, 2100), (67, 120)), ((239, 239), (2, 2)), ((0, 0), (2967, 2220))],
+    [((0, 0), (240, 240)), ((100, 200), (300, 400)), ((2900, 2100), (67, 120)), ((239, 239), (2, 2)),
+     ((0, 0), (2967, 2220))],
 )
 def test_svs_regions_equal_openslide(location, size):
     path = real_slide("small_HE.svs")
@@ -41,7 +42,8 @@ def test_svs_regions_equal_openslide(location, size):
     np.testing.assert_array_equal(ours, reference)
 
 
-@pytest.mark.parametrize("shape, stride, pad", [(500, None, False), (500, None, True), (256, 200, True), ((300, 170), (250, 333), False)])
+@pytest.mark.parametrize("shape, stride, pad", [(500, None, False), (500, None, True), (256, 200, True),
+                                                ((300, 170), (250, 333), False)])
 def test_svs_tiles_equal_openslide(shape, stride, pad):
     path = real_slide("small_HE.svs")
     slide = wsikit.open_slide(path)
@@ -130,7 +132,8 @@ def test_synthetic_pyramid_every_level_equals_openslide(sample_svs):
     assert slide.mpp == (0.25, 0.25) and slide.objective_power == 40
     for level in range(slide.level_count):
         h, w = slide.get_image_shape(level)
-        for location, size in [((0, 0), (h, w)), ((h // 2 - 7, w // 3 + 5), (h // 3, w // 2)), ((h - 10, w - 20), (40, 50))]:
+        boxes = [((0, 0), (h, w)), ((h // 2 - 7, w // 3 + 5), (h // 3, w // 2)), ((h - 10, w - 20), (40, 50))]
+        for location, size in boxes:
             ours = slide.extract_region(location, size, level=level)
             want = np.zeros(size + (3,), np.uint8)
             hh, ww = min(size[0], h - location[0]), min(size[1], w - location[1])
@@ -138,7 +141,8 @@ def test_synthetic_pyramid_every_level_equals_openslide(sample_svs):
             np.testing.assert_array_equal(ours, want)
     assert set(slide.associated_images) == set(reference.associated_images)
     for name in reference.associated_images:
-        np.testing.assert_array_equal(slide.associated_images[name], np.asarray(reference.associated_images[name].convert("RGB")))
+        np.testing.assert_array_equal(slide.associated_images[name],
+                                      np.asarray(reference.associated_images[name].convert("RGB")))
 
 
 def test_region_outside_image_is_zero(sample_svs):
@@ -246,7 +250,8 @@ def test_sample_texture_is_drawn_in_bands_without_changing_it(monkeypatch):
     tissue = sample._upsample(coarse, shape)
     tissue = tissue > np.quantile(tissue, 1.0 - 0.45)
     fine = sample._upsample(rng.random((max(2, h // 16 + 2), max(2, w // 16 + 2))).astype(np.float32), shape)
-    stain = np.array([232, 150, 190], np.float32) * (1 - fine[..., None]) + np.array([120, 60, 150], np.float32) * fine[..., None]
+    pink, purple = np.array([232, 150, 190], np.float32), np.array([120, 60, 150], np.float32)
+    stain = pink * (1 - fine[..., None]) + purple * fine[..., None]
     stain[rng.random((h, w)) > 0.985] = np.array([70, 30, 110], np.float32)
     image = np.where(tissue[..., None], stain, np.array([242, 242, 240], np.float32))
     image += rng.normal(0, 6, size=image.shape).astype(np.float32)

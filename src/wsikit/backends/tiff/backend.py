@@ -116,7 +116,8 @@ class TiffBackend(SlideBackend):
         self._check_compressions([[page] for page in pages])
         layout = page_layout(pages[0])
         if layout is None:
-            raise UnsupportedFormatError(self.path, f"TIFF image of axes {main.axes} and type {pages[0].dtype} is not a layout wsikit reads")
+            raise UnsupportedFormatError(
+                self.path, f"TIFF image of axes {main.axes} and type {pages[0].dtype} is not a layout wsikit reads")
         self.is_rgb, samples = layout
         self.dtype = np.dtype(pages[0].dtype)
         self.sizes = (1, samples, 1)
@@ -138,7 +139,8 @@ class TiffBackend(SlideBackend):
         first = layout.first_page
         first_layout = page_layout(first)
         if first_layout is None:
-            raise UnsupportedFormatError(self.path, f"{layout.kind} planes of type {first.dtype} are not a layout wsikit reads")
+            raise UnsupportedFormatError(
+                self.path, f"{layout.kind} planes of type {first.dtype} are not a layout wsikit reads")
         z, pages_c, t = layout.sizes
         single = all(len(pages) == 1 for pages in layout.levels)
         self.is_rgb = first_layout[0] and single
@@ -148,7 +150,8 @@ class TiffBackend(SlideBackend):
         self._pages = [next(p for p in pages if p is not None) for pages in layout.levels]
         self._level_shapes = [(int(p.imagelength), int(p.imagewidth)) for p in self._pages]
         if single:  # one page per level: the plain path reads it
-            self._grids = [self._tiles.page_grid(k, page, self.is_rgb, self.sizes) for k, page in enumerate(self._pages)]
+            self._grids = [self._tiles.page_grid(k, page, self.is_rgb, self.sizes)
+                           for k, page in enumerate(self._pages)]
         else:
             self._grids = [self._tiles.planes_grid(k, pages, layout.planes, self.sizes)
                            for k, pages in enumerate(layout.levels)]

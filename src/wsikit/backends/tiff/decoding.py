@@ -141,8 +141,8 @@ class NativeTiles:
         expected = rows * cols * (samples if separate else 1)
         for page in pages:
             if page is not None and (len(page.dataoffsets) < expected or len(page.databytecounts) < expected):
-                raise CorruptSlideError(
-                    self.path, f"a plane of level {level} lists {len(page.dataoffsets)} tiles or strips, its size needs {expected}")
+                raise CorruptSlideError(self.path, f"a plane of level {level} lists {len(page.dataoffsets)} tiles or "
+                                                   f"strips, its size needs {expected}")
         pixel_shape = sizes
         dtype = np.dtype(key.dtype)
         check_allocation(tile_shape + pixel_shape, dtype.itemsize, f"native tile of level {level}", self.path)
@@ -213,11 +213,11 @@ class NativeTiles:
             return np.zeros(tile_shape + (samples,), dtype=page.dtype)
         # A lying byte count must not size the read buffer: check it against the file first.
         if offset + count > self.file_size:
-            raise CorruptSlideError(self.path, f"tile/strip {index} ends past the end of the file (offset {offset}, {count} bytes)")
+            raise CorruptSlideError(self.path, _past_the_end(index, offset, count))
         check_allocation((count,), 1, f"tile/strip {index} data", self.path)
         data = os.pread(self.fd, count, offset)  # type: ignore[arg-type]  # None only once closed
         if len(data) != count:
-            raise CorruptSlideError(self.path, f"tile/strip {index} ends past the end of the file (offset {offset}, {count} bytes)")
+            raise CorruptSlideError(self.path, _past_the_end(index, offset, count))
         check_encoded_tile(data, page.compression, tile_shape, path=self.path, what=f"tile/strip {index}",
                            exact=page.is_tiled, tables=page.jpegheader)
         if jpeg is not None:
@@ -230,7 +230,8 @@ class NativeTiles:
         try:
             decoded, _, _ = page.decode(data, index, jpegtables=page.jpegtables, jpegheader=page.jpegheader)
         except Exception as exc:
-            raise CorruptSlideError(self.path, f"tile/strip {index} cannot be decoded: {type(exc).__name__}: {exc}") from None
+            raise CorruptSlideError(
+                self.path, f"tile/strip {index} cannot be decoded: {type(exc).__name__}: {exc}") from None
         if decoded is None:
             return np.zeros(tile_shape + (samples,), dtype=page.dtype)
         return decoded.reshape(decoded.shape[-3:])  # drop the depth axis of 2-D images
@@ -264,6 +265,10 @@ class NativeTiles:
         if errors:
             raise ValueError(errors[0])
         return pixels
+
+
+def _past_the_end(index: int, offset: int, count: int) -> str:
+    return f"tile/strip {index} ends past the end of the file (offset {offset}, {count} bytes)"
 
 
 # -- what can be decoded ---------------------------------------------------------------------

@@ -94,7 +94,8 @@ def _series_layout(tif: Any, series: Any, kind: str) -> PlaneLayout:
     for axis, size in zip(plane_axes, plane_shape):
         if size > 1 and axis not in "TZC":
             raise UnsupportedLayout(f"axis {axis!r} of size {size} is not z, c or t")
-    sizes = (_size(plane_axes, plane_shape, "Z"), _size(plane_axes, plane_shape, "C"), _size(plane_axes, plane_shape, "T"))
+    z, c, t = (_size(plane_axes, plane_shape, axis) for axis in "ZCT")
+    sizes = (z, c, t)
     planes = []
     for n in range(math.prod(plane_shape)):
         index = dict(zip(plane_axes, _unravel(n, plane_shape)))
