@@ -128,7 +128,8 @@ def test_ome_tiff_both_backends_match_the_source(open_bf, ome_files, kind):
             np.testing.assert_array_equal(backend.extract_region((0, 0), (h, w), level=level, normalize=False), source)
             np.testing.assert_array_equal(backend.extract_region((0, 0), (h, w), level=level), to_uint8(source))
         box = slide.extract_region((h // 2, w // 3), (h, w), level=level, normalize=False)  # runs off the edges
-        np.testing.assert_array_equal(box, native.extract_region((h // 2, w // 3), (h, w), level=level, normalize=False))
+        np.testing.assert_array_equal(
+            box, native.extract_region((h // 2, w // 3), (h, w), level=level, normalize=False))
     native.close()
 
 

@@ -14,7 +14,8 @@ from wsikit.errors import BackendUnavailableError
 def test_importing_and_reading_tiff_start_no_jvm(sample_svs):
     code = ("import sys, wsikit, jpype; s = wsikit.open_slide(sys.argv[1]); s.extract_region((0, 0), (8, 8)); "
             "print(type(s).__name__, jpype.isJVMStarted())")
-    out = subprocess.run([sys.executable, "-c", code, sample_svs], capture_output=True, text=True, timeout=120, check=False)
+    out = subprocess.run([sys.executable, "-c", code, sample_svs], capture_output=True, text=True, timeout=120,
+                         check=False)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["TiffBackend", "False"]
 

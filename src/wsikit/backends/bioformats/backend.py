@@ -29,7 +29,6 @@ from ...pixels import display_rgb, padded, to_uint8
 from ...reader import TileGrid
 from ...tiling import clip_box
 from ..base import SlideBackend
-from ..metadata import write_resolution
 from . import java, ome_metadata, signatures
 from .series import DTYPES, SMALL_SERIES_PIXELS, Series, associated_name, tile_shape
 
@@ -54,14 +53,14 @@ class BioFormatsBackend(SlideBackend):
     """
 
     name = "bioformats"
-    extensions = (".czi", ".lif", ".nd2", ".vsi", ".btf", ".jp2", ".lsm", ".zvi", ".oib", ".oif", ".ims", ".ome.tif", ".ome.tiff", ".qptiff")
+    extensions = (".czi", ".lif", ".nd2", ".vsi", ".btf", ".jp2", ".lsm", ".zvi", ".oib", ".oif", ".ims", ".ome.tif",
+                  ".ome.tiff", ".qptiff")
 
     _java: Any  # the open loci.formats.ImageReader, None once closed or orphaned by fork()
     _ome: Any  # its OME-XML metadata store
     _main: Series
     _series: list[Series]
     _channel_series: list[Series]
-    _grids: list[TileGrid]
 
     @classmethod
     def can_read(cls, path: str) -> bool:
@@ -142,7 +141,6 @@ class BioFormatsBackend(SlideBackend):
         self.channel_names = ome_metadata.channel_names(self._ome, main)
         self._mpp = ome_metadata.microns_per_pixel(self._ome, main.index)
         self._objective_power = ome_metadata.objective_power(self._ome, main.index)
-        write_resolution(self._properties, self._mpp, self._objective_power)
 
     def _add_associated(self, main: Series) -> None:
         for series in self._series:
@@ -203,7 +201,8 @@ class BioFormatsBackend(SlideBackend):
             data = reader.openBytes(index, j, i, w, h)
             if len(data) != expected:
                 raise CorruptSlideError(
-                    self.path, f"Bio-Formats gave {len(data)} bytes for a {h}x{w} box of plane {index}, expected {expected}")
+                    self.path,
+                    f"Bio-Formats gave {len(data)} bytes for a {h}x{w} box of plane {index}, expected {expected}")
             flat = np.frombuffer(memoryview(data), dtype=source)
             plane = flat.reshape(h, w, samples) if interleaved else flat.reshape(samples, h, w).transpose(1, 2, 0)
             if series.is_rgb:
@@ -215,19 +214,17 @@ class BioFormatsBackend(SlideBackend):
     def _read_region(self, level: int, i: int, j: int, h: int, w: int,
                      series_as_channels: bool = False) -> np.ndarray:
         if not series_as_channels:
-            return self._reader.read(self._grids[level], i, j, i + h, j + w)
+            return super()._read_region(level, i, j, h, w)  # the opened series' grid
         parts = []
         for series in self._channel_series:
             part = self._reader.read(self._tile_grid(series, level), i, j, i + h, j + w)
             parts.append(part[:, :, None, :, None] if series.is_rgb else part)
         return np.concatenate(parts, axis=3)
 
-    def _level_grid(self, level: int) -> TileGrid:
-        return self._grids[level]  # what _read_region reads without series_as_channels
-
-    def _extract(self, level: int, location: tuple[int, int], size: tuple[int, int],  # type: ignore[override]
-                 normalize: bool, series_as_channels: bool = False) -> np.ndarray:
-        if not series_as_channels:
+    def _extract(self, level: int, location: tuple[int, int], size: tuple[int, int], normalize: bool,
+                 **options: Any) -> np.ndarray:
+        # ``options`` are read options the base has checked: only series_as_channels.
+        if not options.get("series_as_channels"):
             return super()._extract(level, location, size, normalize)
         # The base pads with the opened series' (z, c, t); stacked series bring more channels.
         z, _, t = self._main.sizes

@@ -172,7 +172,8 @@ class OpenSlideBackend(SlideBackend):
             with self._borrowed() as slide:
                 image = slide.read_region(location0, level, (w, h))
         except _openslide().OpenSlideError as exc:
-            raise CorruptSlideError(self.path, f"OpenSlide cannot read {(h, w)} at {(i, j)} of level {level}: {exc}") from None
+            raise CorruptSlideError(
+                self.path, f"OpenSlide cannot read {(h, w)} at {(i, j)} of level {level}: {exc}") from None
         rgba = np.asarray(image)
         return rgba[:, :, :3]
 
