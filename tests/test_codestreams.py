@@ -63,7 +63,8 @@ def test_lossless_jpeg_and_the_adobe_marker():
     assert header.adobe_transform == 0 and not header.jfif  # Adobe, transform 0: the components are RGB
 
 
-@pytest.mark.parametrize("marker", [0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF, SOF55])
+@pytest.mark.parametrize("marker",
+                         [0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF, SOF55])
 def test_every_frame_header_marker(marker):
     data = SOI + frame_header(marker, 40, 30, 3, 12) + SCAN
     assert jpeg_frame(data) == (40, 30, 3, 12)
@@ -78,7 +79,8 @@ def test_segments_that_are_not_frame_headers(marker):
 
 
 def test_fill_bytes_and_standalone_markers_before_the_frame_header():
-    data = SOI + b"\xff\xff\xff" + b"\xff\x01" + segment(0xFE, b"a comment") + b"\xff\xff" + frame_header(0xC1, 7, 9) + SCAN
+    fill, tem = b"\xff\xff\xff", b"\xff\x01"
+    data = SOI + fill + tem + segment(0xFE, b"a comment") + b"\xff\xff" + frame_header(0xC1, 7, 9) + SCAN
     assert jpeg_frame(data) == (7, 9, 1, 8)
 
 

@@ -110,7 +110,8 @@ def check_encoded_tile(data: Buffer, compression: int, shape: Sequence[int], *, 
         check_allocation((rows, cols, max(1, components)), itemsize, f"{what} ({kind} header)", path)
     h, w = int(shape[0]), int(shape[1])
     if cols != w or not (rows == h or (not exact and 0 < rows < h)):
-        raise CorruptSlideError(path, f"{what}: its {kind} header declares {rows} x {cols} pixels, the file says {h} x {w}")
+        raise CorruptSlideError(path, f"{what}: its {kind} header declares {rows} x {cols} pixels, the file says {h} x "
+                                      f"{w}")
 
 
 __all__ = [

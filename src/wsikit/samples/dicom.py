@@ -112,7 +112,9 @@ def _encode_frames(tiles: list[np.ndarray], name: str, quality: int, photometric
             return [bytes(imagecodecs.jpeg8_encode(t, level=quality)) for t in tiles], photometric
         return [bytes(imagecodecs.jpeg8_encode(t, level=quality, subsampling="422")) for t in tiles], "YBR_FULL_422"
     if name == "jpeg-rgb":
-        return [bytes(imagecodecs.jpeg8_encode(t, level=quality, outcolorspace=None if gray else "RGB")) for t in tiles], photometric
+        outcolorspace = None if gray else "RGB"
+        frames = [bytes(imagecodecs.jpeg8_encode(t, level=quality, outcolorspace=outcolorspace)) for t in tiles]
+        return frames, photometric
     if name == "jpeg-lossless":
         return [bytes(imagecodecs.jpeg8_encode(t, lossless=True, predictor=1)) for t in tiles], photometric
     if name == "jpegls":
@@ -120,23 +122,26 @@ def _encode_frames(tiles: list[np.ndarray], name: str, quality: int, photometric
     if name == "jpegls-near":
         return [bytes(imagecodecs.jpegls_encode(t, level=2)) for t in tiles], photometric
     if name == "jpeg2000-lossless":
-        frames = [bytes(imagecodecs.jpeg2k_encode(t, level=0, codecformat="J2K", reversible=True, mct=not gray)) for t in tiles]
+        frames = [bytes(imagecodecs.jpeg2k_encode(t, level=0, codecformat="J2K", reversible=True, mct=not gray))
+                  for t in tiles]
         return frames, photometric if gray else "YBR_RCT"
     if name == "jpeg2000":
-        frames = [bytes(imagecodecs.jpeg2k_encode(t, level=45, codecformat="J2K", reversible=False, mct=not gray)) for t in tiles]
+        frames = [bytes(imagecodecs.jpeg2k_encode(t, level=45, codecformat="J2K", reversible=False, mct=not gray))
+                  for t in tiles]
         return frames, photometric if gray else "YBR_ICT"
     if name == "htj2k-lossless":
         return [bytes(imagecodecs.htj2k_encode(t, reversible=True)) for t in tiles], photometric if gray else "YBR_RCT"
     if name == "htj2k":
-        return [bytes(imagecodecs.htj2k_encode(t, level=0.01, reversible=False)) for t in tiles], photometric if gray else "YBR_ICT"
+        frames = [bytes(imagecodecs.htj2k_encode(t, level=0.01, reversible=False)) for t in tiles]
+        return frames, photometric if gray else "YBR_ICT"
     if name == "rle":
         from pydicom.pixels.encoders import RLELosslessEncoder
 
         h, w = tiles[0].shape[:2]
         samples = 1 if gray else 3
         options = dict(rows=h, columns=w, samples_per_pixel=samples, bits_allocated=8 * tiles[0].itemsize,
-                       bits_stored=8 * tiles[0].itemsize, pixel_representation=0, photometric_interpretation=photometric,
-                       number_of_frames=1, planar_configuration=0)
+                       bits_stored=8 * tiles[0].itemsize, pixel_representation=0,
+                       photometric_interpretation=photometric, number_of_frames=1, planar_configuration=0)
         return [bytes(RLELosslessEncoder.encode(np.ascontiguousarray(t), **options)) for t in tiles], photometric
     if name in ("explicit", "implicit"):
         return [np.ascontiguousarray(t).astype(t.dtype.newbyteorder("<")).tobytes() for t in tiles], photometric
@@ -151,7 +156,8 @@ def _tiles(image: np.ndarray, tile: tuple[int, int], fill: Sequence[int]) -> tup
     padded = np.empty((rows * th, cols * tw) + image.shape[2:], dtype=image.dtype)
     padded[...] = np.asarray(fill, dtype=image.dtype) if image.ndim == 3 else fill[0]
     padded[:h, :w] = image
-    return [padded[r * th : (r + 1) * th, c * tw : (c + 1) * tw] for r in range(rows) for c in range(cols)], (rows, cols)
+    tiles = [padded[r * th : (r + 1) * th, c * tw : (c + 1) * tw] for r in range(rows) for c in range(cols)]
+    return tiles, (rows, cols)
 
 
 def write_dicom_series(folder: str | os.PathLike[str], image: np.ndarray | list[np.ndarray] | None = None, *,
@@ -182,7 +188,10 @@ def write_dicom_series(folder: str | os.PathLike[str], image: np.ndarray | list[
         raise ValueError(f"offset_table must be 'basic', 'extended' or 'none', got {offset_table!r}")
     uid, lossless = TRANSFER_SYNTAXES[transfer_syntax]
     frame: tuple[int, int] = (tile, tile) if isinstance(tile, int) else (int(tile[0]), int(tile[1]))
-    planes0 = [tissue_texture(shape, seed)] if image is None else [np.asarray(p) for p in (image if isinstance(image, list) else [image])]
+    if image is None:
+        planes0 = [tissue_texture(shape, seed)]
+    else:
+        planes0 = [np.asarray(p) for p in (image if isinstance(image, list) else [image])]
     gray = planes0[0].ndim == 2
     fill: tuple[int, ...]
     if absent_lab is not None:
@@ -196,7 +205,10 @@ def write_dicom_series(folder: str | os.PathLike[str], image: np.ndarray | list[
     level_planes = [planes0] + [[_reduce(p, f) for p in planes0] for f in factors]
     rows0, cols0 = -(-planes0[0].shape[0] // frame[0]), -(-planes0[0].shape[1] // frame[1])
     if sparse:
-        missing = {(r, c) for r in range(rows0) for c in range(cols0) if (r * cols0 + c) % 3 == 1} if missing is None else set(missing)
+        if missing is None:
+            missing = {(r, c) for r in range(rows0) for c in range(cols0) if (r * cols0 + c) % 3 == 1}
+        else:
+            missing = set(missing)
     else:
         missing = set()
     sample.missing = missing
@@ -220,7 +232,8 @@ def write_dicom_series(folder: str | os.PathLike[str], image: np.ndarray | list[
     extras = []
     if thumbnail:
         scale = 256 / max(h0, w0)
-        extras.append(("THUMBNAIL", "thumbnail", _resize(planes0[0], (max(1, round(h0 * scale)), max(1, round(w0 * scale))))))
+        thumb_shape = (max(1, round(h0 * scale)), max(1, round(w0 * scale)))
+        extras.append(("THUMBNAIL", "thumbnail", _resize(planes0[0], thumb_shape)))
     if label:
         image_label = label_image()
         extras.append(("LABEL", "label", image_label[:, :, 0] if gray else image_label))
@@ -231,8 +244,10 @@ def write_dicom_series(folder: str | os.PathLike[str], image: np.ndarray | list[
         extras.append(("OVERVIEW", "macro", macro))
     for n, (kind, name, picture) in enumerate(extras):
         sample.associated[name] = picture
-        th = (min(frame[0], picture.shape[0]), min(frame[1], picture.shape[1])) if kind == "THUMBNAIL" else picture.shape[:2]
-        syntax = transfer_syntax if kind == "THUMBNAIL" else ("jpeg" if not TRANSFER_SYNTAXES[transfer_syntax][1] else "explicit")
+        if kind == "THUMBNAIL":
+            th, syntax = (min(frame[0], picture.shape[0]), min(frame[1], picture.shape[1])), transfer_syntax
+        else:  # labels and overviews: one frame, JPEG next to lossy levels, else uncompressed
+            th, syntax = picture.shape[:2], "explicit" if TRANSFER_SYNTAXES[transfer_syntax][1] else "jpeg"
         sample.files += _write_image(
             folder, name, kind, [picture], th, syntax, common, uids, sparse=False, missing=set(), offset_table="basic",
             fragments=1, parts=1, mpp=mpp * h0 / picture.shape[0] if kind == "THUMBNAIL" else 0.03 * 1000,
@@ -357,7 +372,8 @@ def _write_image(folder: str, stem: str, kind: str, planes: list[np.ndarray], ti
         ds.TotalPixelMatrixOriginSequence = Sequence([origin])
         ds.LossyImageCompression = "00" if TRANSFER_SYNTAXES[syntax_name][1] else "01"
         if not lossless:
-            ds.LossyImageCompressionMethod = "ISO_10918_1" if "jpeg" in syntax_name and "2000" not in syntax_name else "ISO_15444_1"
+            jpeg = "jpeg" in syntax_name and "2000" not in syntax_name
+            ds.LossyImageCompressionMethod = "ISO_10918_1" if jpeg else "ISO_15444_1"
         ds.DimensionOrganizationType = "TILED_SPARSE" if sparse else "TILED_FULL"
         organisation = Dataset()
         organisation.DimensionOrganizationUID = uids()

@@ -233,7 +233,8 @@ def test_matches_the_seed_frames(small_dicom):
     with DICOMBackend(small_dicom) as s:
         for index in (0, 6, 20, 41):
             frame = s.read_frame(index)
-            np.testing.assert_array_equal(np.asarray(old.extract_region(index))[: frame.shape[0], : frame.shape[1]], frame)
+            seed_frame = np.asarray(old.extract_region(index))
+            np.testing.assert_array_equal(seed_frame[: frame.shape[0], : frame.shape[1]], frame)
 
 
 def test_open_slide_picks_dicom_for_file_and_folder(small_dicom, tmp_path):

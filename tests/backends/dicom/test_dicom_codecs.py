@@ -132,7 +132,8 @@ def test_rle_sixteen_bit_grayscale():
 
 def test_guessing_the_syntax_from_the_first_bytes():
     assert guess_transfer_syntax(bytes(imagecodecs.jpeg8_encode(RGB))[:16]) == "1.2.840.10008.1.2.4.50"
-    assert guess_transfer_syntax(bytes(imagecodecs.jpeg2k_encode(RGB, codecformat="J2K"))[:16]) == "1.2.840.10008.1.2.4.91"
+    j2k = bytes(imagecodecs.jpeg2k_encode(RGB, codecformat="J2K"))
+    assert guess_transfer_syntax(j2k[:16]) == "1.2.840.10008.1.2.4.91"
     assert guess_transfer_syntax(b"\x00" * 16) is None
 
 

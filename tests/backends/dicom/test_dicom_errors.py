@@ -27,7 +27,8 @@ def written(tmp_path_factory):
     def write(syntax="jpeg", **options):
         key = (syntax,) + tuple(sorted(options.items()))
         if key not in made:
-            made[key] = write_dicom_series(root / f"s{len(made)}", shape=SHAPE, tile=128, factors=(), transfer_syntax=syntax,
+            made[key] = write_dicom_series(root / f"s{len(made)}", shape=SHAPE, tile=128, factors=(),
+                                           transfer_syntax=syntax,
                                            thumbnail=False, label=False, overview=False, **options)
         return made[key].files[0]
 
@@ -91,7 +92,8 @@ def test_file_without_pixel_data(written, tmp_path):
 
 
 # -- frame counts -----------------------------------------------------------------------------
-@pytest.mark.parametrize("syntax, table", [("jpeg", "basic"), ("jpeg", "extended"), ("jpeg", "none"), ("explicit", "basic")])
+@pytest.mark.parametrize("syntax, table",
+                         [("jpeg", "basic"), ("jpeg", "extended"), ("jpeg", "none"), ("explicit", "basic")])
 @pytest.mark.parametrize("frames", [11, 13])
 def test_frame_count_disagrees_with_the_data(written, tmp_path, syntax, table, frames):
     source = written(syntax, offset_table=table)

@@ -101,7 +101,8 @@ def test_exact_downsamples(series):
     sample = series(transfer_syntax="explicit", shape=(301, 419), factors=(2, 4))
     with wsikit.open_slide(sample.folder) as slide:
         assert slide.level_shapes == ((301, 419), (151, 210), (76, 105))
-        assert slide.level_downsamples == pytest.approx(((1.0), (301 / 151 + 419 / 210) / 2, (301 / 76 + 419 / 105) / 2))
+        expected = ((1.0), (301 / 151 + 419 / 210) / 2, (301 / 76 + 419 / 105) / 2)
+        assert slide.level_downsamples == pytest.approx(expected)
         for level in range(3):
             np.testing.assert_array_equal(read_level(slide, level), sample.levels[level])
 
@@ -257,7 +258,8 @@ def test_folder_with_two_series_reads_the_largest(series, tmp_path):
         shutil.copy(f, tmp_path / f"{os.path.basename(os.path.dirname(f))}_{os.path.basename(f)}")
     with wsikit.open_slide(tmp_path) as slide:
         assert slide.level_shapes == ((300, 420), (150, 210))
-    small_level = next(p for p in tmp_path.iterdir() if "level0" in p.name and str(p.name).startswith(os.path.basename(small.folder)))
+    prefix = os.path.basename(small.folder)
+    small_level = next(p for p in tmp_path.iterdir() if "level0" in p.name and str(p.name).startswith(prefix))
     with wsikit.open_slide(small_level) as slide:  # a file names its own series
         assert slide.level_shapes == ((150, 200),)
 

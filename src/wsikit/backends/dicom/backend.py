@@ -109,7 +109,8 @@ class DICOMBackend(SlideBackend):
         level0 = self._levels[0]
         self.optical_paths: list[str] = list(level0.positions.paths)
         self.focal_planes: list[float] = sorted(set(level0.positions.z.tolist()))
-        self._selection = self._select(optical_path, focal_plane, default=(level0.positions.path[0], float(level0.positions.z[0])))
+        first_plane = (level0.positions.path[0], float(level0.positions.z[0]))
+        self._selection = self._select(optical_path, focal_plane, default=first_plane)
         self._grids = [self._grid(level, self._selection) for level in range(len(self._levels))]
         self._read_metadata(main, instances)
         self._add_associated([i for i in instances if i.kind in _ASSOCIATED_NAMES and i not in volumes])
@@ -126,12 +127,14 @@ class DICOMBackend(SlideBackend):
         if optical_path is not None:
             if isinstance(optical_path, (int, np.integer)) and not isinstance(optical_path, bool):
                 if not 0 <= int(optical_path) < len(self.optical_paths):
-                    raise ValueError(f"optical_path index must be in [0, {len(self.optical_paths) - 1}], got {optical_path}")
+                    raise ValueError(f"optical_path index must be in [0, {len(self.optical_paths) - 1}], got "
+                                     f"{optical_path}")
                 path = self.optical_paths[int(optical_path)]
             elif str(optical_path) in self.optical_paths:
                 path = str(optical_path)
             else:
-                raise ValueError(f"optical_path must be one of {self.optical_paths} (or an index), got {optical_path!r}")
+                raise ValueError(f"optical_path must be one of {self.optical_paths} (or an index), "
+                                 f"got {optical_path!r}")
         if focal_plane is not None:
             index = as_int(focal_plane, "focal_plane")
             if not 0 <= index < len(self.focal_planes):
@@ -178,7 +181,8 @@ class DICOMBackend(SlideBackend):
 
         level = self._associated_levels[name]
         source = level.sources[0].instance
-        check_allocation(level.shape + (max(3, source.samples),), source.dtype.itemsize, f"associated image {name!r}", self.path)
+        check_allocation(level.shape + (max(3, source.samples),), source.dtype.itemsize, f"associated image {name!r}",
+                         self.path)
         plane = level.planes[0]
         grid = self._make_grid(("associated", name) + plane, level, plane, pixel_shape(source), self._fill_of(source))
         image = np.asarray(self._reader.read(grid, 0, 0, level.shape[0], level.shape[1]))

@@ -83,7 +83,8 @@ def ybr_full_to_rgb(ybr: np.ndarray) -> np.ndarray:
 def _check_shape(frame: FrameHeader | None, rows: int, cols: int) -> None:
     """A codestream may be smaller than the header's frame (it is padded), never larger."""
     if frame is not None and (frame.rows > rows or frame.columns > cols):
-        raise FrameShapeError(f"the codestream is {frame.rows} x {frame.columns} pixels, larger than the header's frame of {rows} x {cols}")
+        raise FrameShapeError(f"the codestream is {frame.rows} x {frame.columns} pixels, larger than the header's "
+                              f"frame of {rows} x {cols}")
 
 
 # -- decoders ------------------------------------------------------------------------------
@@ -121,7 +122,8 @@ def frame_decoder(transfer_syntax: str, *, photometric: str, samples: int, rows:
                     lambda d: imagecodecs.jpeg8_decode(d, colorspace="RGB", outcolorspace="RGB"),
                     imagecodecs.ljpeg_decode, imagecodecs.jpegsof3_decode))
                 return finish(array, ybr)
-            array = _first_that_decodes(data, (imagecodecs.jpeg8_decode, imagecodecs.ljpeg_decode, imagecodecs.jpegsof3_decode))
+            array = _first_that_decodes(
+                data, (imagecodecs.jpeg8_decode, imagecodecs.ljpeg_decode, imagecodecs.jpegsof3_decode))
             return finish(array, False)
 
         return decode_jpeg
@@ -162,7 +164,8 @@ def frame_decoder(transfer_syntax: str, *, photometric: str, samples: int, rows:
             raw = imagecodecs.dicomrle_decode(data, dtype=segment_dtype)
             planes = np.frombuffer(raw, dtype=segment_dtype)
             if planes.size != rows * cols * samples:
-                raise ValueError(f"RLE frame decodes to {planes.size} samples, the header's frame has {rows * cols * samples}")
+                raise ValueError(f"RLE frame decodes to {planes.size} samples, the header's frame has "
+                                 f"{rows * cols * samples}")
             return finish(planes.reshape(samples, rows, cols).transpose(1, 2, 0), ybr)
 
         return decode_rle
@@ -194,7 +197,8 @@ def frame_decoder(transfer_syntax: str, *, photometric: str, samples: int, rows:
         return decode_native
 
     if transfer_syntax == DEFLATED:
-        raise UnsupportedFormatError(path, "deflated DICOM (the whole dataset compressed) cannot be read frame by frame")
+        raise UnsupportedFormatError(path, "deflated DICOM (the whole dataset compressed) cannot be read frame by "
+                                           "frame")
     raise UnsupportedFormatError(path, f"transfer syntax {transfer_syntax} is not one wsikit decodes")
 
 
@@ -209,4 +213,11 @@ def _first_that_decodes(data: Buffer, codecs: Sequence[Callable[[Buffer], Any]])
     raise error or ValueError("no decoder was tried")
 
 
-__all__ = ["FrameDecoder", "FrameShapeError", "frame_decoder", "guess_transfer_syntax", "is_encapsulated", "ybr_full_to_rgb"]
+__all__ = [
+    "FrameDecoder",
+    "FrameShapeError",
+    "frame_decoder",
+    "guess_transfer_syntax",
+    "is_encapsulated",
+    "ybr_full_to_rgb",
+]

@@ -52,11 +52,13 @@ class PixelDataElement:
 def _pread_exact(fd: int, n: int, offset: int, path: str, what: str) -> bytes:
     data = os.pread(fd, n, offset)
     if len(data) != n:
-        raise CorruptSlideError(path, f"pixel data is truncated: {what} at byte {offset} needs {n} bytes, the file ends at {offset + len(data)}")
+        raise CorruptSlideError(path, f"pixel data is truncated: {what} at byte {offset} needs {n} bytes, the file "
+                                      f"ends at {offset + len(data)}")
     return data
 
 
-def pixel_data_element(fd: int, tag_offset: int, path: str, *, explicit_vr: bool, little_endian: bool) -> PixelDataElement:
+def pixel_data_element(fd: int, tag_offset: int, path: str, *, explicit_vr: bool,
+                       little_endian: bool) -> PixelDataElement:
     """Parse the Pixel Data element header that starts at ``tag_offset``."""
     header = os.pread(fd, 12, tag_offset)
     if len(header) < 8:
@@ -66,7 +68,8 @@ def pixel_data_element(fd: int, tag_offset: int, path: str, *, explicit_vr: bool
     if (group, element) != (0x7FE0, 0x0010):
         if group == 0x7FE0 and element in (0x0008, 0x0009):
             raise UnsupportedFormatError(path, "float pixel data is not a whole-slide image wsikit reads")
-        raise CorruptSlideError(path, f"the file has no Pixel Data (found tag ({group:04X},{element:04X}) where it should start)")
+        raise CorruptSlideError(path, f"the file has no Pixel Data (found tag ({group:04X},{element:04X}) where it "
+                                       "should start)")
     vr = header[4:6]
     if explicit_vr and vr.isalpha() and vr.isupper():
         if vr in _LONG_VRS:
@@ -119,7 +122,8 @@ class EncapsulatedFrames(FrameIndex):
         data = _pread_exact(fd, end - start, start, self.path, f"frame {k}")
         view = memoryview(data)
         if data[:4] != _ITEM:
-            raise CorruptSlideError(self.path, f"frame {k} ({self.how}) does not start with a fragment item at byte {start}")
+            raise CorruptSlideError(self.path, f"frame {k} ({self.how}) does not start with a fragment item at byte "
+                                               f"{start}")
         (length,) = struct.unpack_from("<I", data, 4)
         if length == len(data) - 8:
             return view[8:]  # the common case: one fragment, returned without a copy
@@ -129,7 +133,8 @@ class EncapsulatedFrames(FrameIndex):
                 raise CorruptSlideError(self.path, f"frame {k} ({self.how}): no fragment item at byte {start + pos}")
             (length,) = struct.unpack_from("<I", data, pos + 4)
             if pos + 8 + length > len(data):
-                raise CorruptSlideError(self.path, f"frame {k} ({self.how}): a fragment runs past the frame's end at byte {end}")
+                raise CorruptSlideError(self.path, f"frame {k} ({self.how}): a fragment runs past the frame's end at "
+                                                   f"byte {end}")
             parts.append(view[pos + 8 : pos + 8 + length])
             pos += 8 + length
         return b"".join(parts)
@@ -142,18 +147,20 @@ def native_frames(path: str, element: PixelDataElement, frame_bytes: int, count:
     needed = frame_bytes * count
     if element.length not in (needed, needed + 1):  # +1: the padding to an even length
         raise CorruptSlideError(
-            path, f"frame count disagrees with the pixel data: {count} frames of {frame_bytes} bytes need {needed} bytes, "
-                  f"the Pixel Data element holds {element.length}")
+            path, f"frame count disagrees with the pixel data: {count} frames of {frame_bytes} bytes need {needed} "
+                  f"bytes, the Pixel Data element holds {element.length}")
     if element.value_offset + needed > file_size:
         raise CorruptSlideError(
-            path, f"pixel data is truncated: {needed} bytes from byte {element.value_offset} run past the end of the file at {file_size}")
+            path, f"pixel data is truncated: {needed} bytes from byte {element.value_offset} run past the end of the "
+                  f"file at {file_size}")
     return NativeFrames(path, element.value_offset, frame_bytes, count)
 
 
 def _item_header(fd: int, pos: int, path: str) -> tuple[bytes, int]:
     header = os.pread(fd, 8, pos)
     if len(header) < 8:
-        raise CorruptSlideError(path, f"pixel data is truncated: the file ends at byte {pos + len(header)} inside the fragment sequence")
+        raise CorruptSlideError(path, f"pixel data is truncated: the file ends at byte {pos + len(header)} inside the "
+                                       "fragment sequence")
     return header[:4], struct.unpack_from("<I", header, 4)[0]
 
 
@@ -178,16 +185,19 @@ def _walk(fd: int, pos: int, path: str, file_size: int, *, limit: int | None = N
     while limit is None or len(offsets) < limit:
         header = os.pread(fd, 14 if peek else 8, pos)
         if len(header) < 8:
-            raise CorruptSlideError(path, f"pixel data is truncated: the file ends at byte {pos + len(header)} before the end of the fragment sequence")
+            raise CorruptSlideError(path, f"pixel data is truncated: the file ends at byte {pos + len(header)} before "
+                                           "the end of the fragment sequence")
         tag = header[:4]
         if tag == _SEQUENCE_END:
             break
         if tag != _ITEM:
-            raise CorruptSlideError(path, f"pixel data is damaged: expected a fragment item at byte {pos}, found {tag.hex()}")
+            raise CorruptSlideError(path, f"pixel data is damaged: expected a fragment item at byte {pos}, found "
+                                          f"{tag.hex()}")
         (length,) = struct.unpack_from("<I", header, 4)
         if length == _UNDEFINED or pos + 8 + length > file_size:
             raise CorruptSlideError(
-                path, f"pixel data is truncated: fragment {len(offsets)} at byte {pos} claims {length} bytes, the file ends at {file_size}")
+                path, f"pixel data is truncated: fragment {len(offsets)} at byte {pos} claims {length} bytes, the file "
+                      f"ends at {file_size}")
         offsets.append(pos)
         lengths.append(length)
         if peek:
@@ -203,7 +213,8 @@ def extended_table_frames(path: str, fd: int, first: int, offsets: ArrayLike, le
     lengths = np.asarray(lengths, dtype=np.int64)
     if len(offsets) != count or len(lengths) != count:
         raise CorruptSlideError(
-            path, f"frame count disagrees with the extended offset table: it lists {len(offsets)} offsets and {len(lengths)} lengths, "
+            path, f"frame count disagrees with the extended offset table: it lists {len(offsets)} offsets and "
+                  f"{len(lengths)} lengths, "
                   f"Number of Frames says {count}")
     starts = first + offsets
     ends = starts + 8 + lengths
@@ -213,11 +224,13 @@ def extended_table_frames(path: str, fd: int, first: int, offsets: ArrayLike, le
     return EncapsulatedFrames(path, starts, ends, "extended offset table")
 
 
-def basic_table_frames(path: str, fd: int, first: int, table: np.ndarray, count: int, file_size: int) -> EncapsulatedFrames:
+def basic_table_frames(path: str, fd: int, first: int, table: np.ndarray, count: int,
+                       file_size: int) -> EncapsulatedFrames:
     """Frames from a non-empty Basic Offset Table; the last frame's end is found by walking it."""
     if len(table) != count:
         raise CorruptSlideError(
-            path, f"frame count disagrees with the basic offset table: it lists {len(table)} frames, Number of Frames says {count}")
+            path, f"frame count disagrees with the basic offset table: it lists {len(table)} frames, Number of Frames "
+                  f"says {count}")
     if file_size > 2**32 and np.any(np.diff(table) < 0):
         # Some writers let 32-bit offsets wrap around in files over 4 GiB: unwrap them.
         table = table + (np.cumsum(np.diff(table, prepend=table[:1]) < 0) << 32)
@@ -226,8 +239,8 @@ def basic_table_frames(path: str, fd: int, first: int, table: np.ndarray, count:
         raise CorruptSlideError(path, f"the basic offset table's first entry is {table[0]}, not 0")
     if count and starts[-1] + 8 > file_size:
         raise CorruptSlideError(
-            path, f"the basic offset table points outside the data: frame {count - 1} at byte {int(starts[-1])} is past the end "
-                  f"of the file at {file_size} (the file is truncated or the table is wrong)")
+            path, f"the basic offset table points outside the data: frame {count - 1} at byte {int(starts[-1])} is "
+                  f"past the end of the file at {file_size} (the file is truncated or the table is wrong)")
     end = _walk(fd, int(starts[-1]), path, file_size)[3] if count else first
     ends = np.append(starts[1:], end)
     _check_table(path, starts, ends, file_size, "basic offset table")
@@ -240,7 +253,8 @@ def walked_frames(path: str, fd: int, first: int, count: int, file_size: int) ->
     n = len(offsets)
     ends = np.asarray(offsets, dtype=np.int64) + 8 + np.asarray(lengths, dtype=np.int64)
     if n < count:
-        raise CorruptSlideError(path, f"frame count disagrees with the pixel data: Number of Frames says {count}, the pixel data holds {n} fragments")
+        raise CorruptSlideError(path, f"frame count disagrees with the pixel data: Number of Frames says {count}, the "
+                                      f"pixel data holds {n} fragments")
     if n == count:
         return EncapsulatedFrames(path, np.asarray(offsets, dtype=np.int64), ends, "fragment walk")
     if count == 1:
@@ -252,7 +266,8 @@ def walked_frames(path: str, fd: int, first: int, count: int, file_size: int) ->
                   f"{len(frame_starts)} codestream starts")
     first_fragment = np.asarray(frame_starts, dtype=np.int64)
     last_fragment = np.append(first_fragment[1:] - 1, n - 1)
-    return EncapsulatedFrames(path, np.asarray(offsets, dtype=np.int64)[first_fragment], ends[last_fragment], "fragment walk")
+    starts = np.asarray(offsets, dtype=np.int64)[first_fragment]
+    return EncapsulatedFrames(path, starts, ends[last_fragment], "fragment walk")
 
 
 def _check_table(path: str, starts: np.ndarray, ends: np.ndarray, file_size: int, what: str) -> None:
@@ -271,7 +286,8 @@ def _check_table(path: str, starts: np.ndarray, ends: np.ndarray, file_size: int
 def _expect_sequence_end(fd: int, pos: int, path: str, file_size: int) -> None:
     tag, _ = _item_header(fd, pos, path)
     if tag not in (_SEQUENCE_END, _ITEM):
-        raise CorruptSlideError(path, f"pixel data is damaged: no fragment item or sequence end at byte {pos} after the last frame")
+        raise CorruptSlideError(path, f"pixel data is damaged: no fragment item or sequence end at byte {pos} after "
+                                       "the last frame")
 
 
 def frames_of(path: str, fd: int, element: PixelDataElement, count: int, file_size: int, *,

@@ -33,6 +33,8 @@ _HEADER_TAGS = ["SOPClassUID", "TotalPixelMatrixRows", "TotalPixelMatrixColumns"
 # when it searches for a delimiter) may meet the end of the file, which pydicom handles
 # as it always has; only a longer read is an element's value that must fit in the file.
 _LONGEST_FIXED_READ = 8192
+# Element numbers (little endian) a bare dataset starting with group 0002 or 0008 may begin with.
+_FIRST_ELEMENTS = (b"\x00\x00", b"\x01\x00", b"\x05\x00", b"\x08\x00", b"\x16\x00", b"\x18\x00")
 _T = TypeVar("_T")
 
 
@@ -90,7 +92,7 @@ def has_dicom_magic(path: str) -> bool:
         return False
     if len(head) == 132 and head[128:132] == b"DICM":
         return True
-    return len(head) >= 8 and head[:2] in (b"\x02\x00", b"\x08\x00") and head[2:4] in (b"\x00\x00", b"\x01\x00", b"\x05\x00", b"\x08\x00", b"\x16\x00", b"\x18\x00")
+    return len(head) >= 8 and head[:2] in (b"\x02\x00", b"\x08\x00") and head[2:4] in _FIRST_ELEMENTS
 
 
 def element_value(ds: Any, keyword: str, default: Any = None) -> Any:
@@ -138,7 +140,8 @@ def float_or(value: Any, default: _T) -> float | _T:
 
 def is_wsi_header(ds: Dataset) -> bool:
     """Whether a header describes a tiled whole-slide image (by SOP class or total pixel matrix)."""
-    return str(element_value(ds, "SOPClassUID", "")) == WSI_SOP_CLASS or element_value(ds, "TotalPixelMatrixColumns") is not None
+    by_class = str(element_value(ds, "SOPClassUID", "")) == WSI_SOP_CLASS
+    return by_class or element_value(ds, "TotalPixelMatrixColumns") is not None
 
 
 def is_wsi_file(path: str) -> bool:

@@ -99,7 +99,8 @@ def open_source(instance: Instance, fd: int) -> Source:
     implicit, little = getattr(instance.ds, "original_encoding", (None, True))
     if ts is not None:
         implicit, little = ts == IMPLICIT_LITTLE, ts != EXPLICIT_BIG
-    element = pixel_data_element(fd, instance.pixel_tag_offset, path, explicit_vr=not implicit, little_endian=little is not False)
+    element = pixel_data_element(fd, instance.pixel_tag_offset, path, explicit_vr=not implicit,
+                                 little_endian=little is not False)
     rows, cols = instance.tile_shape
     frame_bytes = rows * cols * instance.samples * instance.dtype.itemsize
     if instance.photometric == "YBR_FULL_422" and instance.samples == 3:
@@ -107,12 +108,14 @@ def open_source(instance: Instance, fd: int) -> Source:
     if ts is None or (ts not in NATIVE and not is_encapsulated(ts)):
         ts = _shown_transfer_syntax(fd, element, instance, bool(implicit)) or ts
     if ts is None:
-        raise UnsupportedFormatError(path, "the file names no transfer syntax, and its pixel data starts with no codestream wsikit decodes")
+        raise UnsupportedFormatError(path, "the file names no transfer syntax, and its pixel data starts with no "
+                                           "codestream wsikit decodes")
     if is_encapsulated(ts) and element.length is not None:
         if element.length in (frame_bytes * instance.frame_count, frame_bytes * instance.frame_count + 1):
             ts = IMPLICIT_LITTLE if implicit else EXPLICIT_LITTLE  # mislabelled: the data is not compressed
         else:
-            raise CorruptSlideError(path, f"the transfer syntax {ts} is compressed but the pixel data is not encapsulated")
+            raise CorruptSlideError(path, f"the transfer syntax {ts} is compressed but the pixel data is not "
+                                           "encapsulated")
     check_allocation((rows, cols, instance.samples), instance.dtype.itemsize, "decoded frame", path)
     decode = frame_decoder(ts, photometric=instance.photometric, samples=instance.samples, rows=rows, cols=cols,
                            dtype=instance.dtype, planar=instance.planar, path=path)
@@ -174,13 +177,15 @@ def decode_frame(level: Level, k: int, fd_of: Callable[[str], int], pixels: tupl
         array = np.iinfo(array.dtype).max - array if array.dtype.kind == "u" else -array
     h, w = array.shape[:2]
     if h > th or w > tw:
-        raise CorruptSlideError(path, f"frame {local} decodes to {h} x {w} pixels, larger than the header's {th} x {tw}")
+        raise CorruptSlideError(path, f"frame {local} decodes to {h} x {w} pixels, larger than the header's "
+                                      f"{th} x {tw}")
     samples = 3 if pixels == (3,) else pixels[1]
     if array.shape[2] != samples:
         if samples == 3 and array.shape[2] == 1:  # a grayscale frame in a colour image
             array = np.repeat(array, 3, axis=2)
         else:
-            raise CorruptSlideError(path, f"frame {local} decodes to {array.shape[2]} samples per pixel, the header says {samples}")
+            raise CorruptSlideError(path, f"frame {local} decodes to {array.shape[2]} samples per pixel, the header "
+                                          f"says {samples}")
     if pixels != (3,):
         array = array.reshape((h, w) + pixels)
     if (h, w) != (th, tw):  # a frame smaller than the header says: pad it

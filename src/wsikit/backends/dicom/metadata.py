@@ -41,9 +41,11 @@ def header_properties(ds: Dataset) -> dict[str, str]:
 
 def resolution(ds: Dataset) -> tuple[tuple[float, float] | None, float | None]:
     """((i, j) microns per pixel, objective power), each None when the header does not say."""
-    spacing = element_value(first_sequence_item(ds, "SharedFunctionalGroupsSequence", "PixelMeasuresSequence"), "PixelSpacing")
+    spacing = element_value(first_sequence_item(ds, "SharedFunctionalGroupsSequence", "PixelMeasuresSequence"),
+                            "PixelSpacing")
     if spacing is None:
-        spacing = element_value(first_sequence_item(ds, "PerFrameFunctionalGroupsSequence", "PixelMeasuresSequence"), "PixelSpacing")
+        spacing = element_value(first_sequence_item(ds, "PerFrameFunctionalGroupsSequence", "PixelMeasuresSequence"),
+                                "PixelSpacing")
     if spacing is None:
         spacing = element_value(ds, "PixelSpacing")
     mpp = None

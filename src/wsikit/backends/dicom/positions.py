@@ -91,7 +91,8 @@ def _full_positions(instance: Instance, concatenated_frames: int) -> _Placement:
     paths = instance.optical_path_ids or ["0"]
     planes = instance.focal_plane_count or 1
     declared_paths = int_or(element_value(instance.ds, "NumberOfOpticalPaths"), None) or len(paths)
-    if instance.focal_plane_count is None and declared_paths == 1 and concatenated_frames > tiles and concatenated_frames % tiles == 0:
+    if (instance.focal_plane_count is None and declared_paths == 1 and concatenated_frames > tiles
+            and concatenated_frames % tiles == 0):
         planes = concatenated_frames // tiles  # focal planes the header forgot to count
     needed = tiles * planes * max(1, declared_paths)
     if concatenated_frames < needed:
@@ -99,13 +100,16 @@ def _full_positions(instance: Instance, concatenated_frames: int) -> _Placement:
             instance.path,
             f"frame count disagrees with the image size: TILED_FULL {instance.shape[0]} x {instance.shape[1]} in "
             f"{instance.tile_shape[0]} x {instance.tile_shape[1]} frames needs {needed} frames "
-            f"({rows} x {cols} tiles x {planes} planes x {max(1, declared_paths)} paths), Number of Frames says {concatenated_frames}")
+            f"({rows} x {cols} tiles x {planes} planes x {max(1, declared_paths)} paths), Number of Frames says "
+            f"{concatenated_frames}")
     g = instance.frame_offset + np.arange(instance.frame_count, dtype=np.int64)
     t = g % tiles
     plane = (g // tiles) % planes
     path_index = g // (tiles * planes)
-    z0 = float_or(element_value(first_sequence_item(instance.ds, "SharedFunctionalGroupsSequence", "PlanePositionSlideSequence"), "ZOffsetInSlideCoordinateSystem"), 0.0) or 0.0
-    spacing = float_or(element_value(first_sequence_item(instance.ds, "SharedFunctionalGroupsSequence", "PixelMeasuresSequence"), "SpacingBetweenSlices"), None)
+    shared_position = first_sequence_item(instance.ds, "SharedFunctionalGroupsSequence", "PlanePositionSlideSequence")
+    shared_measures = first_sequence_item(instance.ds, "SharedFunctionalGroupsSequence", "PixelMeasuresSequence")
+    z0 = float_or(element_value(shared_position, "ZOffsetInSlideCoordinateSystem"), 0.0) or 0.0
+    spacing = float_or(element_value(shared_measures, "SpacingBetweenSlices"), None)
     z = z0 + plane * spacing * 1000.0 if spacing else plane.astype(np.float64) + (z0 if planes == 1 else 0.0)
     ids = [paths[p] if p < len(paths) else str(p) for p in path_index.tolist()]
     return _Placement((t // cols) * instance.tile_shape[0], (t % cols) * instance.tile_shape[1], ids,
@@ -163,7 +167,9 @@ def raw_positions(ds: Dataset) -> tuple[np.ndarray, np.ndarray, list[str], list[
             (length,) = np.frombuffer(m.group(1), length_format)
             found.append(value[m.end() : m.end() + int(length)].decode("ascii", "replace").strip(" \x00"))
         strings.append(found)
-    return np.frombuffer(rows, "<i4").astype(np.int64), np.frombuffer(columns, "<i4").astype(np.int64), strings[0], strings[1]
+    rows_array = np.frombuffer(rows, "<i4").astype(np.int64)
+    columns_array = np.frombuffer(columns, "<i4").astype(np.int64)
+    return rows_array, columns_array, strings[0], strings[1]
 
 
 def sparse_positions(instance: Instance) -> _Placement:
@@ -175,7 +181,8 @@ def sparse_positions(instance: Instance) -> _Placement:
     per_frame = element_value(instance.ds, "PerFrameFunctionalGroupsSequence") or []
     if len(per_frame) != instance.frame_count:
         raise CorruptSlideError(
-            instance.path, f"frame count disagrees with the per-frame functional groups: they describe {len(per_frame)} frames, "
+            instance.path, f"frame count disagrees with the per-frame functional groups: they describe "
+                           f"{len(per_frame)} frames, "
                            f"Number of Frames says {instance.frame_count}")
     default_path = _default_path(instance)
     n = instance.frame_count
@@ -193,7 +200,8 @@ def sparse_positions(instance: Instance) -> _Placement:
         i[k], j[k] = row - 1, col - 1
         if i[k] % th or j[k] % tw:
             raise UnsupportedFormatError(
-                instance.path, f"TILED_SPARSE frame {k} at (i, j) = ({i[k]}, {j[k]}) is not on the {th} x {tw} frame grid")
+                instance.path, f"TILED_SPARSE frame {k} at (i, j) = ({i[k]}, {j[k]}) is not on the {th} x {tw} frame "
+                                "grid")
         z[k] = float_or(element_value(position, "ZOffsetInSlideCoordinateSystem"), 0.0) or 0.0
         path_id = element_value(first_sequence_item(item, "OpticalPathIdentificationSequence"), "OpticalPathIdentifier")
         ids.append(str(path_id) if path_id is not None else default_path)
@@ -201,7 +209,8 @@ def sparse_positions(instance: Instance) -> _Placement:
 
 
 def _default_path(instance: Instance) -> str:
-    shared = element_value(first_sequence_item(instance.ds, "SharedFunctionalGroupsSequence", "OpticalPathIdentificationSequence"), "OpticalPathIdentifier")
+    groups = first_sequence_item(instance.ds, "SharedFunctionalGroupsSequence", "OpticalPathIdentificationSequence")
+    shared = element_value(groups, "OpticalPathIdentifier")
     return str(shared) if shared is not None else (instance.optical_path_ids or ["0"])[0]
 
 

@@ -72,7 +72,8 @@ def read_instance(path: str, header: tuple[Dataset, int] | None = None) -> Insta
     meta = getattr(ds, "file_meta", None)
     transfer_syntax = str(element_value(meta, "TransferSyntaxUID", "")) or None if meta is not None else None
     if transfer_syntax == "1.2.840.10008.1.2.1.99":
-        raise UnsupportedFormatError(path, "deflated DICOM (the whole dataset compressed) cannot be read frame by frame")
+        raise UnsupportedFormatError(path, "deflated DICOM (the whole dataset compressed) cannot be read frame by "
+                                           "frame")
     kind = image_kind(ds)
     rows, cols = int_or(element_value(ds, "Rows"), None), int_or(element_value(ds, "Columns"), None)
     if not rows or not cols or rows <= 0 or cols <= 0:
@@ -87,14 +88,16 @@ def read_instance(path: str, header: tuple[Dataset, int] | None = None) -> Insta
             total_rows, total_cols = rows, cols  # a label or overview written as one plain frame
         else:
             missing = [name for name, v in (("Rows", total_rows), ("Columns", total_cols)) if v is None or v <= 0]
-            raise CorruptSlideError(path, f"the header has no Total Pixel Matrix size (Total Pixel Matrix {' and '.join(missing)} missing)")
+            raise CorruptSlideError(path, f"the header has no Total Pixel Matrix size (Total Pixel Matrix "
+                                          f"{' and '.join(missing)} missing)")
     samples = int_or(element_value(ds, "SamplesPerPixel", 1), 1)
     bits = int_or(element_value(ds, "BitsAllocated", 8), 8)
     if bits not in (8, 16, 32):
         raise UnsupportedFormatError(path, f"{bits}-bit pixel data is not a layout wsikit reads")
     signed = int_or(element_value(ds, "PixelRepresentation", 0), 0) == 1
     dtype = np.dtype(f"{'i' if signed else 'u'}{bits // 8}")
-    photometric = str(element_value(ds, "PhotometricInterpretation", "RGB" if samples == 3 else "MONOCHROME2")).strip().upper()
+    default_photometric = "RGB" if samples == 3 else "MONOCHROME2"
+    photometric = str(element_value(ds, "PhotometricInterpretation", default_photometric)).strip().upper()
     if samples not in (1, 3) or photometric in ("PALETTE COLOR", "ARGB", "CMYK"):
         raise UnsupportedFormatError(path, f"{samples}-sample {photometric} images are not a layout wsikit reads")
     uid = str(element_value(ds, "SOPInstanceUID", "")) or path
@@ -102,11 +105,13 @@ def read_instance(path: str, header: tuple[Dataset, int] | None = None) -> Insta
     organisation = str(element_value(ds, "DimensionOrganizationType", "")).strip().upper()
     # Without a stated organisation, frames with positions of their own make a sparse tiling.
     sparse = organisation == "TILED_SPARSE" or (organisation != "TILED_FULL" and has_positions(ds))
-    paths = [str(element_value(item, "OpticalPathIdentifier", k)) for k, item in enumerate(element_value(ds, "OpticalPathSequence", []) or [])]
+    path_items = element_value(ds, "OpticalPathSequence", []) or []
+    paths = [str(element_value(item, "OpticalPathIdentifier", k)) for k, item in enumerate(path_items)]
     return Instance(
         path=path, ds=ds, pixel_tag_offset=tag_offset, transfer_syntax=transfer_syntax, kind=kind,
         shape=(total_rows, total_cols), tile_shape=(rows, cols), frame_count=frames, samples=samples,
-        photometric=photometric, dtype=dtype, planar=int_or(element_value(ds, "PlanarConfiguration", 0), 0), sparse=sparse,
+        photometric=photometric, dtype=dtype, planar=int_or(element_value(ds, "PlanarConfiguration", 0), 0),
+        sparse=sparse,
         concatenation=concatenation, concatenation_number=int_or(element_value(ds, "InConcatenationNumber", 0), 0),
         frame_offset=int_or(element_value(ds, "ConcatenationFrameOffsetNumber", 0), 0) or 0, optical_path_ids=paths,
         focal_plane_count=int_or(element_value(ds, "TotalPixelMatrixFocalPlanes"), None), uid=uid,
@@ -146,12 +151,14 @@ def gather_series(path: str, whole_series: bool = True) -> list[Instance]:
     else:
         header = read_header(path)
         if not is_wsi_header(header[0]):
-            raise UnsupportedFormatError(path, "not a DICOM whole-slide image (no WSI SOP class, no total pixel matrix)")
+            raise UnsupportedFormatError(path, "not a DICOM whole-slide image (no WSI SOP class, no total pixel "
+                                               "matrix)")
         headers = {path: header}
         members = [path]
         if whole_series:
             wanted = str(element_value(header[0], "SeriesInstanceUID", ""))
-            siblings = [p for p in folder_files(os.path.dirname(os.path.abspath(path)) or ".") if not _same_file(p, path)]
+            folder = os.path.dirname(os.path.abspath(path)) or "."
+            siblings = [p for p in folder_files(folder) if not _same_file(p, path)]
             for sibling, sibling_header in _wsi_headers(siblings).items():
                 if str(element_value(sibling_header[0], "SeriesInstanceUID", "")) == wanted:
                     headers[sibling] = sibling_header
