@@ -32,6 +32,8 @@ NOT_AFTER: dict[str, frozenset[str]] = {
     "tiff": frozenset({"bioformats"}),
     "openslide": frozenset({"bioformats"}),
 }
+# How the less tolerant readers are named in errors.
+_LIBRARY = {"openslide": "OpenSlide", "bioformats": "Bio-Formats"}
 #: backend -> stricter backends asked to vet a file before it is forced on that backend
 VETTED_BY: dict[str, tuple[str, ...]] = {
     name: tuple(strict for strict, after in NOT_AFTER.items() if name in after)
@@ -82,8 +84,8 @@ def _vet(path: str, strict: str, name: str) -> None:
     try:
         cls.check_file(path)
     except CorruptSlideError as exc:
-        raise CorruptSlideError(path, f"not handed to {name}, which can crash on broken files of this kind: "
-                                      f"{exc.reason}") from None
+        raise CorruptSlideError(path, f"not handed to {_LIBRARY.get(name, name)}, whose reader can crash on broken "
+                                      f"files of this kind: {exc.reason}") from None
     except LimitError:
         raise  # the less tolerant reader would need that memory too, and may abort where it lacks it
     except SlideError:
