@@ -94,16 +94,24 @@ def _vet(path: str, strict: str, name: str) -> None:
 
 def candidates(path: str) -> Iterator[str]:
     """The backends that recognise the file, in the order they are tried (asked lazily:
-    the backends after the one that opens the file are never asked)."""
-    deferred = []
+    the backends after the one that opens the file are never asked).
+
+    A backend that defers goes after the others that recognise the file, but still before
+    the less tolerant readers it bars (:data:`NOT_AFTER`): a TIFF with huge strips goes to
+    OpenSlide first, then to the TIFF backend, and only then to Bio-Formats.
+    """
+    deferred: list[str] = []
     for name in backend_names():
         cls = backend_class_or_none(name)
         if cls is None or not cls.can_read(path):
             continue
         if cls.defers_to_others(path):
             deferred.append(name)
-        else:
-            yield name
+            continue
+        for waiting in [d for d in deferred if name in NOT_AFTER.get(d, ())]:
+            deferred.remove(waiting)
+            yield waiting
+        yield name
     yield from deferred
 
 

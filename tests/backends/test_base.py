@@ -207,3 +207,27 @@ def test_the_fallback_policy_is_one_table():
     assert VETTED_BY["openslide"] == ("dicom",)
     assert set(VETTED_BY["bioformats"]) == {"dicom", "tiff", "openslide"}
     assert all(name not in after for name, after in NOT_AFTER.items())
+
+
+def test_a_deferring_backend_still_goes_before_the_readers_it_bars(monkeypatch, sample_svs):
+    from wsikit import opener
+
+    recognise = {"tiff": True, "dicom": False, "openslide": False, "bioformats": True}
+    monkeypatch.setattr(opener, "backend_names", lambda: ["tiff", "dicom", "openslide", "bioformats"])
+
+    class Fake:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def can_read(self, path: str) -> bool:
+            return recognise[self.name]
+
+        def defers_to_others(self, path: str) -> bool:
+            return self.name == "tiff"
+
+    monkeypatch.setattr(opener, "backend_class_or_none", lambda name: Fake(name))
+    assert list(candidates(sample_svs)) == ["tiff", "bioformats"]  # bioformats is barred after tiff
+    recognise["openslide"] = True
+    assert list(candidates(sample_svs)) == ["openslide", "tiff", "bioformats"]
+    recognise["bioformats"] = False
+    assert list(candidates(sample_svs)) == ["openslide", "tiff"]
