@@ -84,7 +84,8 @@ def test_set_max_bytes_checks_its_argument(limit):
 def test_jpeg_and_jpeg2000_headers_are_read_before_decoding():
     import imagecodecs
 
-    from wsikit.limits import check_encoded_tile, j2k_frame, jpeg_frame
+    from wsikit.codestreams import j2k_frame, jpeg_frame
+    from wsikit.limits import check_encoded_tile
 
     tile = np.zeros((64, 48, 3), np.uint8)
     jpeg = imagecodecs.jpeg8_encode(tile)

@@ -40,7 +40,8 @@ import imagecodecs
 import numpy as np
 
 from ...errors import CorruptSlideError
-from ...limits import check_allocation, check_encoded_tile, jpeg_frame
+from ...codestreams import jpeg_frame
+from ...limits import check_allocation, check_encoded_tile
 from ...reader import TileGrid
 
 #: decode(ti, tj) of one native tile
