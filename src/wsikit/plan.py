@@ -24,13 +24,19 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Sequence
-from typing import Iterator, NamedTuple
+from typing import TYPE_CHECKING, Iterator, NamedTuple, SupportsIndex, overload
 
 import numpy as np
 
-from .checks import as_int, as_pair, fraction_or_none, positive_number, positive_pair
+from .checks import IntOrPair, as_int, as_pair, fraction_or_none, positive_number, positive_pair
 from .tiling import grid_shape
 from .limits import check_allocation
+
+if TYPE_CHECKING:  # backends.base imports this module; tissue is imported only when a mask is asked for
+    from numpy.typing import ArrayLike
+
+    from .backends.base import SlideBackend
+    from .tissue import TissueMask
 
 #: a level whose resolution is within this fraction of the target counts as the target's
 LEVEL_TOLERANCE = 0.01
@@ -81,7 +87,7 @@ class TileSpec(_TileSpecFields):
         return super().__new__(cls, coords, level, read_location, read_size, shape, coords0, mpp, tissue)
 
 
-class Plan(Sequence):
+class Plan(Sequence[TileSpec]):
     """A tile plan: a read-only sequence of :class:`TileSpec`, in reading order.
 
     A plan is a grid (rows x columns of tiles every ``stride`` pixels of the target frame)
@@ -93,6 +99,16 @@ class Plan(Sequence):
     """
 
     __slots__ = ("_counts", "_stride", "_scale", "_ratio", "_cells", "_tissue", "level", "shape", "mpp")
+
+    _counts: tuple[int, int]
+    _stride: tuple[int, int]
+    _scale: tuple[float, float]
+    _ratio: tuple[float, float]
+    _cells: np.ndarray | None
+    _tissue: np.ndarray | None
+    level: int
+    shape: tuple[int, int]
+    mpp: tuple[float, float] | None
 
     def __init__(self, counts: tuple[int, int], stride: tuple[int, int], shape: tuple[int, int],
                  scale: tuple[float, float], ratio: tuple[float, float], level: int,
@@ -144,7 +160,12 @@ class Plan(Sequence):
         return [make(TileSpec, ((i, j), level, (ri, rj), (rh, rw), shape, (i0, j0), mpp, t))
                 for (i, j, ri, rj, rh, rw, i0, j0), t in zip(rows, tissue)]
 
-    def __getitem__(self, index):
+    @overload
+    def __getitem__(self, index: SupportsIndex) -> TileSpec: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[TileSpec]: ...
+
+    def __getitem__(self, index: SupportsIndex | slice) -> TileSpec | list[TileSpec]:
         if isinstance(index, slice):
             start, stop, step = index.indices(len(self))
             if step == 1:
@@ -164,7 +185,7 @@ class Plan(Sequence):
         for start in range(0, len(self), 256):
             yield from self._specs(start, min(start + 256, len(self)))
 
-    def take(self, positions) -> Plan:
+    def take(self, positions: ArrayLike) -> Plan:
         """The plan of the entries at ``positions`` (in that order), e.g. those not yet written."""
         positions = np.asarray(positions, dtype=np.int64).reshape(-1)
         if positions.size and (positions.min() < 0 or positions.max() >= len(self)):
@@ -174,12 +195,12 @@ class Plan(Sequence):
         return Plan(self._counts, self._stride, self.shape, self._scale, self._ratio, self.level, self.mpp,
                     cells, tissue)
 
-    def __eq__(self, other) -> bool:
+    def __eq__(self, other: object) -> bool:
         if isinstance(other, (Plan, list, tuple)):
             return len(self) == len(other) and all(a == b for a, b in zip(self, other))
         return NotImplemented
 
-    __hash__ = None
+    __hash__ = None  # type: ignore[assignment]  # compared by content, like a list: unhashable
 
     def __repr__(self) -> str:
         return f"Plan({len(self)} tiles of {self.shape} from level {self.level})"
@@ -191,13 +212,10 @@ _MASKED_BYTES_PER_TILE = 24
 _BLOCK = 8192
 
 
-def level_plan(slide, shape, stride=None, pad=False, level=0) -> Plan:
-    """The seed's grid on one level: tiles of ``shape`` every ``stride`` pixels of ``level``."""
-    return make_plan(slide, shape, stride, pad, level)
-
-
-def make_plan(slide, shape=3000, stride=None, pad=False, level=0, *, mpp=None, magnification=None,
-              min_tissue: float | None = None, tissue_mask=None) -> Plan:
+def make_plan(slide: SlideBackend, shape: IntOrPair = 3000, stride: IntOrPair | None = None, pad: bool = False,
+              level: int | None = 0, *, mpp: float | tuple[float, float] | None = None,
+              magnification: float | None = None, min_tissue: float | None = None,
+              tissue_mask: TissueMask | np.ndarray | bool | None = None) -> Plan:
     """The tiles ``slide.generate_tiles`` reads for these arguments, in row-major order.
 
     ``level`` tiles one level in its own pixels; ``mpp`` or ``magnification`` tile the
@@ -212,6 +230,7 @@ def make_plan(slide, shape=3000, stride=None, pad=False, level=0, *, mpp=None, m
     if not isinstance(pad, bool):
         raise TypeError(f"pad must be True or False, got {pad!r}")
     min_tissue = fraction_or_none(min_tissue, "min_tissue")
+    frame: tuple[int, ...]  # (rows, columns) of the frame the tiling grid covers
     if mpp is not None or magnification is not None:
         if level not in (None, 0):
             raise ValueError(f"pass either level or mpp/magnification, not both (got level={level!r})")
@@ -237,11 +256,13 @@ def make_plan(slide, shape=3000, stride=None, pad=False, level=0, *, mpp=None, m
     ratio = (scale[0] / tile_scale[0], scale[1] / tile_scale[1])  # read-level pixels per frame pixel
     # The mpp asked for is the tiles' mpp, exactly (not the product of two rounded ratios).
     mpp0 = slide.mpp
+    tile_mpp: tuple[float, float] | None
     if mpp is not None:
         tile_mpp = positive_pair(mpp, "mpp")
     else:
         tile_mpp = None if mpp0 is None else (float(mpp0[0] * scale[0]), float(mpp0[1] * scale[1]))
-    cells = tissue = None
+    cells: np.ndarray | None = None
+    tissue: np.ndarray | None = None
     mask = _resolve_mask(slide, tissue_mask, min_tissue)
     if mask is not None:
         # Every cell's tissue fraction is held (and the kept cells' indices): refuse a grid
@@ -256,7 +277,8 @@ def make_plan(slide, shape=3000, stride=None, pad=False, level=0, *, mpp=None, m
     return Plan((rows, cols), stride, shape, scale, ratio, read_level, tile_mpp, cells, tissue)
 
 
-def _tissue_fractions(mask, start: int, stop: int, cols: int, stride, shape, scale) -> np.ndarray:
+def _tissue_fractions(mask: TissueMask, start: int, stop: int, cols: int, stride: tuple[int, int],
+                      shape: tuple[int, int], scale: tuple[float, float]) -> np.ndarray:
     """Tissue fractions (rounded to 1e-6) of grid cells ``start:stop`` of a plan's grid."""
     cells = np.arange(start, stop, dtype=np.int64)
     i, j = cells // cols * stride[0], cells % cols * stride[1]
@@ -265,7 +287,8 @@ def _tissue_fractions(mask, start: int, stop: int, cols: int, stride, shape, sca
     return np.round(mask.fractions(boxes0), 6)
 
 
-def target_scale(slide, *, mpp=None, magnification=None) -> tuple[float, float]:
+def target_scale(slide: SlideBackend, *, mpp: float | tuple[float, float] | None = None,
+                 magnification: float | None = None) -> tuple[float, float]:
     """(i, j) level-0 pixels per target pixel for ``mpp`` (microns per pixel, a number or
     an (i, j) pair) or ``magnification`` (an objective power such as 20)."""
     if mpp is not None and magnification is not None:
@@ -291,8 +314,8 @@ def target_scale(slide, *, mpp=None, magnification=None) -> tuple[float, float]:
     return (10.0 / m) / mpp0[0], (10.0 / m) / mpp0[1]
 
 
-def _describe_resolution(slide) -> str:
-    parts = []
+def _describe_resolution(slide: SlideBackend) -> str:
+    parts: list[str] = []
     if slide.mpp is not None:
         parts.append(f"{slide.mpp[0]:.4g} x {slide.mpp[1]:.4g} microns per pixel")
     if slide.objective_power:
@@ -300,7 +323,7 @@ def _describe_resolution(slide) -> str:
     return ", ".join(parts)
 
 
-def best_level(slide, scale) -> int:
+def best_level(slide: SlideBackend, scale: tuple[float, float]) -> int:
     """The coarsest level at least as fine as ``scale`` (level-0 pixels per target pixel)."""
     fine_enough = [
         k for k in range(len(slide.level_shapes))
@@ -310,7 +333,8 @@ def best_level(slide, scale) -> int:
     return max(fine_enough, key=lambda k: sum(slide.level_scale(k)), default=0)
 
 
-def _resolve_mask(slide, tissue_mask, min_tissue):
+def _resolve_mask(slide: SlideBackend, tissue_mask: TissueMask | np.ndarray | bool | None,
+                  min_tissue: float | None) -> TissueMask | None:
     from .tissue import TissueMask
     from .tissue import tissue_mask as compute_mask
 
@@ -322,4 +346,5 @@ def _resolve_mask(slide, tissue_mask, min_tissue):
         return None
     if isinstance(tissue_mask, np.ndarray):
         return TissueMask.from_array(tissue_mask, slide.level_shapes[0])
-    raise TypeError(f"tissue_mask must be a TissueMask, a 2-D boolean array, True or None; got {type(tissue_mask).__name__}")
+    raise TypeError("tissue_mask must be a TissueMask, a 2-D boolean array, True or None; "
+                    f"got {type(tissue_mask).__name__}")

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import Callable, Hashable
+from typing import Callable, Hashable, cast
 
 import numpy as np
 
-from .tile_grid import decoded_tile
+from .tile_grid import TileGrid, decoded_tile
 
 DEFAULT_CACHE_BYTES = 256 * 1024**2
 
@@ -24,7 +24,16 @@ class _Pending:
 
     __slots__ = ("keep", "job", "started", "done", "value", "error", "callbacks", "event")
 
-    def __init__(self, keep: bool, job=None):
+    keep: bool
+    job: tuple[TileGrid, int, int] | None
+    started: bool
+    done: bool
+    value: np.ndarray | None
+    error: BaseException | None
+    callbacks: list[Callable[[], None]] | None
+    event: threading.Event | None
+
+    def __init__(self, keep: bool, job: tuple[TileGrid, int, int] | None = None) -> None:
         self.keep = keep
         self.job = job  # (grid, ti, tj) when any thread may run the decode, else None
         self.started = job is None
@@ -35,8 +44,9 @@ class _Pending:
         self.event = None
 
     def result(self) -> np.ndarray:
-        if self.error is not None:
-            raise self.error
+        # Asked only once done, when exactly one of value and error is set.
+        if self.value is None:
+            raise cast(BaseException, self.error)
         return self.value
 
 
@@ -47,7 +57,7 @@ class TileCache:
     Cached tiles are read-only: they are shared between callers.
     """
 
-    def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES):
+    def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES) -> None:
         if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 0:
             raise ValueError(f"cache_bytes must be a non-negative int, got {max_bytes!r}")
         self.max_bytes = max_bytes
@@ -77,6 +87,7 @@ class TileCache:
         value, pending, owner = self._claim(key, keep)
         if value is not None:
             return value
+        pending = cast(_Pending, pending)  # not cached: there is a decode
         if not owner:
             return self._wait(pending)
         try:
@@ -98,7 +109,8 @@ class TileCache:
                 pending.keep = False
 
     # -- the parts of a request, also used by TiledReader.stream -------------------------
-    def _claim(self, key: Hashable, keep: bool, job=None):
+    def _claim(self, key: Hashable, keep: bool,
+               job: tuple[TileGrid, int, int] | None = None) -> tuple[np.ndarray | None, _Pending | None, bool]:
         """(value, pending, owner): the cached value; or the decode to wait for / to do.
 
         With ``job`` = (grid, ti, tj) the decode is left for any thread to :meth:`_run`.
@@ -115,7 +127,8 @@ class TileCache:
             pending = self._pending[key] = _Pending(keep, job)
             return None, pending, True
 
-    def _claim_and_wait(self, key: Hashable, keep: bool, job, callback):
+    def _claim_and_wait(self, key: Hashable, keep: bool, job: tuple[TileGrid, int, int], callback: Callable[[], None]
+                        ) -> tuple[np.ndarray | None, _Pending | None, bool, bool]:
         """:meth:`_claim`, and ``callback()`` registered to run once the decode is done, under
         one acquisition of the lock. (value, pending, owner, registered)."""
         with self._lock:
@@ -143,7 +156,7 @@ class TileCache:
             if pending.started:
                 return
             pending.started = True
-        grid, ti, tj = pending.job
+        grid, ti, tj = cast("tuple[TileGrid, int, int]", pending.job)  # a pending not started has a job
         try:
             value = decoded_tile(grid, ti, tj)
         except BaseException as exc:  # every waiter gets it; a worker thread lives on
@@ -162,7 +175,7 @@ class TileCache:
             event.wait()
         return pending.result()
 
-    def _when_done(self, pending: _Pending, callback) -> bool:
+    def _when_done(self, pending: _Pending, callback: Callable[[], None]) -> bool:
         """Call ``callback()`` once ``pending`` is done; False (and no call) when it already is."""
         with self._lock:
             if pending.done:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Hashable
+from typing import Callable, Hashable, Sequence
 
 import numpy as np
 
@@ -42,10 +42,12 @@ def decoded_tile(grid: TileGrid, ti: int, tj: int) -> np.ndarray:
 
 def _short_tile(grid: TileGrid, ti: int, tj: int, tile: np.ndarray) -> Exception:
     # The reason is wrapped into a CorruptSlideError with the path by the backend.
-    return ValueError(f"native tile ({ti}, {tj}) decoded to shape {tile.shape[:2]}, smaller than the grid says {grid.tile_shape}")
+    return ValueError(f"native tile ({ti}, {tj}) decoded to shape {tile.shape[:2]}, "
+                      f"smaller than the grid says {grid.tile_shape}")
 
 
-def stitch(grid: TileGrid, box, origin, cols: int, tiles: list) -> np.ndarray:
+def stitch(grid: TileGrid, box: tuple[int, int, int, int], origin: tuple[int, int], cols: int,
+           tiles: Sequence[np.ndarray]) -> np.ndarray:
     """Pixels of ``box`` from the native tiles it touches (row-major from ``origin``)."""
     i0, j0, i1, j1 = box
     th, tw = grid.tile_shape

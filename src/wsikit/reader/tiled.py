@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from functools import partial
-from typing import Callable, Iterable, Iterator
+from typing import Any, Callable, Hashable, Iterable, Iterator, Sequence, TypeAlias, cast
 
 import numpy as np
 
@@ -32,25 +32,39 @@ LOOKAHEAD_BYTES = 128 * 1024**2
 # A single read touching at least this many native tiles decodes them on every core.
 PARALLEL_READ_TILES = 8
 
+#: what a stream's ``box_of`` gives for an item: a box (i0, j0, i1, j1) of a level's grid
+_Box: TypeAlias = "tuple[TileGrid, int, int, int, int]"
+#: a stream's ``finish(item, pixels_or_None)``: the value yielded for the item
+_Finish: TypeAlias = "Callable[[Any, np.ndarray | None], Any]"
+#: native tiles claimed by a stream and left for any thread to decode: (cache key, decode)
+_Batch: TypeAlias = "list[tuple[Hashable, _Pending]]"
+# box and origin of a region with nothing to read (its grid is None): never used
+_NO_BOX = (0, 0, 0, 0)
+_NO_ORIGIN = (0, 0)
+
 
 class _Signal:
     """Where a stream's consumer waits for the region at the head of its window."""
 
     __slots__ = ("lock", "condition", "waiting_for")
 
-    def __init__(self):
+    lock: threading.Lock
+    condition: threading.Condition
+    waiting_for: _Region | None
+
+    def __init__(self) -> None:
         self.lock = threading.Lock()
         self.condition = threading.Condition(self.lock)
         self.waiting_for = None
 
-    def wait(self, region: "_Region") -> None:
+    def wait(self, region: _Region) -> None:
         with self.condition:
             while not region.done:
                 self.waiting_for = region
                 self.condition.wait()
             self.waiting_for = None
 
-    def completed(self, region: "_Region") -> None:
+    def completed(self, region: _Region) -> None:
         with self.lock:  # the condition's own lock, without its Python-level wrapper
             region.done = True
             if self.waiting_for is region:
@@ -63,7 +77,22 @@ class _Region:
     __slots__ = ("item", "grid", "box", "origin", "cols", "parts", "waiting", "lock", "finish", "signal", "done",
                  "value", "error")
 
-    def __init__(self, item, grid, box, origin, cols, parts, finish, signal):
+    item: Any
+    grid: TileGrid | None  # None: nothing to read
+    box: tuple[int, int, int, int]
+    origin: tuple[int, int]  # grid row and column of the first native tile of the box
+    cols: int  # columns of native tiles the box touches
+    parts: Sequence[np.ndarray | _Pending]  # its native tiles, row-major; emptied once complete
+    waiting: int  # parts not yet done, plus one until every callback is registered; under ``lock``
+    lock: threading.Lock | None  # None: one part, whose callback completes the region directly
+    finish: _Finish
+    signal: _Signal
+    done: bool
+    value: Any
+    error: BaseException | None
+
+    def __init__(self, item: Any, grid: TileGrid | None, box: tuple[int, int, int, int], origin: tuple[int, int],
+                 cols: int, parts: Sequence[np.ndarray | _Pending], finish: _Finish, signal: _Signal) -> None:
         self.item = item
         self.grid = grid
         self.box = box
@@ -91,14 +120,14 @@ class _Region:
             self.value = self.finish(self.item, array)
         except BaseException as exc:  # handed to the consumer, in order
             self.error = exc
-        self.parts = None
+        self.parts = ()
         self.signal.completed(self)
 
 
 class TiledReader:
     """Regions of :class:`TileGrid` levels, stitched from cached native tiles."""
 
-    def __init__(self, cache_bytes: int = DEFAULT_CACHE_BYTES, workers: int | None = None):
+    def __init__(self, cache_bytes: int = DEFAULT_CACHE_BYTES, workers: int | None = None) -> None:
         self.cache = TileCache(cache_bytes)
         #: threads that decode the native tiles of one large ``read`` (None: every core)
         self.workers = workers
@@ -121,7 +150,7 @@ class TiledReader:
                 raise error
             return value
         cache = self.cache
-        tiles = []
+        tiles: list[np.ndarray] = []
         for ti in range(ti0, ti1 + 1):
             for tj in range(tj0, tj1 + 1):
                 # As in a stream whose future is unknown: keep the tiles this box uses in
@@ -131,8 +160,9 @@ class TiledReader:
                 tiles.append(cache.get((grid.key, ti, tj), partial(decoded_tile, grid, ti, tj), keep))
         return stitch(grid, (i0, j0, i1, j1), (ti0, tj0), tj1 - tj0 + 1, tiles)
 
-    def stream(self, items: Iterable, box_of: Callable, finish: Callable, *, workers: int | None = None,
-               lookahead: int | None = None, uses: dict | None = None) -> Iterator[tuple]:
+    def stream(self, items: Iterable[Any], box_of: Callable[[Any], _Box | None], finish: _Finish, *,
+               workers: int | None = None, lookahead: int | None = None,
+               uses: dict[Hashable, np.ndarray] | None = None) -> Iterator[tuple[Any, Any, BaseException | None]]:
         """Read a region for every item, in order: yields ``(item, value, error)``.
 
         ``box_of(item)`` gives ``(grid, i0, j0, i1, j1)``, a box inside the grid's level, or
@@ -146,10 +176,10 @@ class TiledReader:
         once is not cached, a tile is dropped from the cache after its last use.
         """
         workers = default_workers() if workers is None else workers
-        pool = None
+        pool: WorkerPool | None = None
         window: deque[_Region] = deque()
         signal = _Signal()
-        batch: list = []  # decodes not yet handed to the workers
+        batch: _Batch = []  # decodes not yet handed to the workers
         try:
             iterator = iter(items)
             inline = workers <= 1
@@ -161,7 +191,7 @@ class TiledReader:
                 try:
                     region = self._start(item, box_of(item), finish, uses, signal, batch)
                 except Exception as exc:  # handed back in order, like a failed read
-                    region = _Region(item, None, None, None, 0, None, finish, signal)
+                    region = _Region(item, None, _NO_BOX, _NO_ORIGIN, 0, (), finish, signal)
                     region.error = exc
                     region.done = True
                 window.append(region)
@@ -184,8 +214,8 @@ class TiledReader:
                 _submit(pool, self.cache, batch, size)
                 batch = []
             while window:
-                if not window[0].done:
-                    self._wait(window, signal, limit // 2)
+                if not window[0].done:  # the window holds regions: limit was set
+                    self._wait(window, signal, cast(int, limit) // 2)
                 region = window.popleft()
                 yield region.item, region.value, region.error
         finally:
@@ -195,7 +225,7 @@ class TiledReader:
             if pool is not None:
                 pool.shutdown()
 
-    def _wait(self, window, signal: _Signal, ahead: int) -> None:
+    def _wait(self, window: deque[_Region], signal: _Signal, ahead: int) -> None:
         """Return once the head of the window is read.
 
         Until then this thread decodes, in order, what regions of the window need and
@@ -209,7 +239,7 @@ class TiledReader:
         for region in window:
             for part in region.parts or ():
                 if type(part) is _Pending and not part.started:
-                    grid, ti, tj = part.job
+                    grid, ti, tj = cast("tuple[TileGrid, int, int]", part.job)  # a stream's decodes have jobs
                     run((grid.key, ti, tj), part)
                     if head.done:
                         return
@@ -218,9 +248,10 @@ class TiledReader:
             if not head.done:
                 signal.wait(head)
 
-    def _start(self, item, box, finish, uses, signal, batch) -> _Region:
+    def _start(self, item: Any, box: _Box | None, finish: _Finish, uses: dict[Hashable, np.ndarray] | None,
+               signal: _Signal, batch: _Batch) -> _Region:
         if box is None:
-            region = _Region(item, None, None, None, 0, (), finish, signal)
+            region = _Region(item, None, _NO_BOX, _NO_ORIGIN, 0, (), finish, signal)
             region.complete()
             return region
         grid, i0, j0, i1, j1 = box
@@ -232,21 +263,22 @@ class TiledReader:
         if ti0 == ti1 and tj0 == tj1:
             # One native tile, the common case: claim it and ask to be called when it is
             # decoded, under one acquisition of the cache's lock.
-            region = _Region(item, grid, (i0, j0, i1, j1), (ti0, tj0), 1, None, finish, signal)
+            region = _Region(item, grid, (i0, j0, i1, j1), (ti0, tj0), 1, (), finish, signal)
             region.lock = None
             key = (grid.key, ti0, tj0)
             left, keep = self._uses(counts, grid, ti0, tj0, i0, j0, i1, j1)
             value, pending, owner, registered = cache._claim_and_wait(key, keep, (grid, ti0, tj0), region.part_done)
             if left == 0 and not owner:
                 cache.discard(key)  # this was its last use in the stream
-            region.parts = (pending if value is None else value,)
+            # Not cached (value None): there is a decode to wait for, or to do (owner).
+            region.parts = (cast(_Pending, pending) if value is None else value,)
             if owner:
-                batch.append((key, pending))
+                batch.append((key, cast(_Pending, pending)))
             if not registered:  # cached, or decoded already
                 region.complete()
             return region
-        parts = []
-        pending_parts = None
+        parts: list[np.ndarray | _Pending] = []
+        pending_parts: list[_Pending] | None = None
         for ti in range(ti0, ti1 + 1):
             for tj in range(tj0, tj1 + 1):
                 key = (grid.key, ti, tj)
@@ -255,6 +287,7 @@ class TiledReader:
                 if value is not None:
                     parts.append(value)
                 else:
+                    pending = cast(_Pending, pending)  # not cached: there is a decode
                     if owner:
                         batch.append((key, pending))
                     parts.append(pending)
@@ -286,7 +319,8 @@ class TiledReader:
         return region
 
     @staticmethod
-    def _uses(counts, grid: TileGrid, ti: int, tj: int, i0: int, j0: int, i1: int, j1: int) -> tuple[int, bool]:
+    def _uses(counts: np.ndarray | None, grid: TileGrid, ti: int, tj: int, i0: int, j0: int, i1: int,
+              j1: int) -> tuple[int, bool]:
         """(uses left after this one, or -1 when unknown; whether to cache the tile)."""
         if counts is not None:
             left = int(counts[ti, tj]) - 1
@@ -299,11 +333,11 @@ class TiledReader:
         return -1, not (i0 <= ti * th and min(h, ti * th + th) <= i1 and j0 <= tj * tw and min(w, tj * tw + tw) <= j1)
 
 
-def _as_is(_item, array):
+def _as_is(_item: object, array: np.ndarray | None) -> np.ndarray | None:
     return array
 
 
-def _submit(pool, cache: TileCache, batch: list, size: int) -> None:
+def _submit(pool: WorkerPool | None, cache: TileCache, batch: _Batch, size: int) -> None:
     if pool is None:
         _decode_batch(cache, batch)
         return
@@ -311,7 +345,7 @@ def _submit(pool, cache: TileCache, batch: list, size: int) -> None:
         pool.submit(_decode_batch, cache, batch[k : k + size])
 
 
-def _decode_batch(cache: TileCache, batch: list) -> None:
+def _decode_batch(cache: TileCache, batch: _Batch) -> None:
     for key, pending in batch:
         cache._run(key, pending)
 

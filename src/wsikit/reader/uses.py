@@ -2,11 +2,14 @@
 until its last use and never keeps a tile used once."""
 from __future__ import annotations
 
-from typing import Iterable
+from typing import TYPE_CHECKING, Hashable, Iterable
 
 import numpy as np
 
 from .tile_grid import TileGrid
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 
 class UseCounter:
@@ -16,11 +19,11 @@ class UseCounter:
     once at the end, so boxes can be added in blocks of any size.
     """
 
-    def __init__(self):
-        self._diffs: dict = {}
-        self._grids: dict = {}
+    def __init__(self) -> None:
+        self._diffs: dict[Hashable, np.ndarray] = {}
+        self._grids: dict[Hashable, TileGrid] = {}
 
-    def add(self, grid: TileGrid, boxes) -> None:
+    def add(self, grid: TileGrid, boxes: ArrayLike) -> None:
         """Count boxes ``(i0, j0, i1, j1)`` (an (n, 4) array), each non-empty and inside the level."""
         boxes = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
         diff = self._diffs.get(grid.key)
@@ -36,23 +39,24 @@ class UseCounter:
         np.add.at(diff, (ti1, tj0), -1)
         np.add.at(diff, (ti1, tj1), 1)
 
-    def counts(self) -> dict:
+    def counts(self) -> dict[Hashable, np.ndarray]:
         """grid key -> int32 array of the tile grid: how many boxes need each native tile."""
-        uses = {}
+        uses: dict[Hashable, np.ndarray] = {}
         for key, diff in self._diffs.items():
             rows, cols = self._grids[key].tile_counts
             uses[key] = diff.cumsum(axis=0).cumsum(axis=1)[:rows, :cols].astype(np.int32)
         return uses
 
 
-def count_uses(boxes: Iterable) -> dict:
+def count_uses(boxes: Iterable[tuple[TileGrid, int, int, int, int] | None]) -> dict[Hashable, np.ndarray]:
     """How many of ``boxes`` need each native tile: grid key -> int32 array of the tile grid.
 
     ``boxes`` are what a stream's ``box_of`` gives: ``(grid, i0, j0, i1, j1)`` or None.
     """
     counter = UseCounter()
-    grids: dict = {}
-    chunks: dict = {}  # taken in chunks, so that memory does not grow with their number
+    grids: dict[Hashable, TileGrid] = {}
+    # Boxes are taken in chunks, so that memory does not grow with their number.
+    chunks: dict[Hashable, list[tuple[int, int, int, int]]] = {}
     for box in boxes:
         if box is None:
             continue

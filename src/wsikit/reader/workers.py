@@ -11,11 +11,16 @@ import queue
 import threading
 from collections import deque
 from concurrent.futures import Future
-from typing import Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, TypeAlias, TypeVar
 
 #: Functions every reader thread calls just before it ends, e.g. to detach the thread from
 #: a JVM it attached to by decoding through Java (an attached thread that ends leaks).
 THREAD_EXIT_HOOKS: list[Callable[[], None]] = []
+
+_Item = TypeVar("_Item")
+_Result = TypeVar("_Result")
+#: a pool task: a function and its arguments, or None to end the thread that takes it
+_Task: TypeAlias = "tuple[Callable[..., object], tuple[Any, ...]] | None"
 
 
 def default_workers() -> int:
@@ -29,13 +34,14 @@ def default_workers() -> int:
 class WorkerPool:
     """A minimal thread pool: tasks resolve their own results, so a queue is all it needs."""
 
-    def __init__(self, count: int):
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._threads = [threading.Thread(target=self._run, name=f"wsikit-reader-{k}", daemon=True) for k in range(count)]
+    def __init__(self, count: int) -> None:
+        self._queue: queue.SimpleQueue[_Task] = queue.SimpleQueue()
+        self._threads = [threading.Thread(target=self._run, name=f"wsikit-reader-{k}", daemon=True)
+                         for k in range(count)]
         for thread in self._threads:
             thread.start()
 
-    def submit(self, fn, *args) -> None:
+    def submit(self, fn: Callable[..., object], *args: Any) -> None:
         self._queue.put((fn, args))
 
     def _run(self) -> None:
@@ -63,7 +69,8 @@ class WorkerPool:
             thread.join()
 
 
-def ordered_map(fn: Callable, items: Iterable, workers: int | None = None, lookahead: int | None = None) -> Iterator:
+def ordered_map(fn: Callable[[_Item], _Result], items: Iterable[_Item], workers: int | None = None,
+                lookahead: int | None = None) -> Iterator[_Result]:
     """``map(fn, items)`` on a thread pool, in order, holding at most ``lookahead`` results.
 
     ``workers=1`` runs in the calling thread (plain sequential reading).
@@ -74,12 +81,12 @@ def ordered_map(fn: Callable, items: Iterable, workers: int | None = None, looka
             yield fn(item)
         return
     lookahead = lookahead or 4 * workers
-    pending: deque[Future] = deque()
+    pending: deque[Future[_Result]] = deque()
     pool = WorkerPool(workers)
     try:
         iterator = iter(items)
         for item in iterator:
-            future: Future = Future()
+            future: Future[_Result] = Future()
             pool.submit(_call_into, future, fn, item)
             pending.append(future)
             if len(pending) >= lookahead:
@@ -92,7 +99,7 @@ def ordered_map(fn: Callable, items: Iterable, workers: int | None = None, looka
         pool.shutdown()
 
 
-def _call_into(future: Future, fn: Callable, item) -> None:
+def _call_into(future: Future[_Result], fn: Callable[[_Item], _Result], item: _Item) -> None:
     if not future.set_running_or_notify_cancel():
         return
     try:
