@@ -78,7 +78,7 @@ def test_mpp_at_a_level_resolution_reads_that_level_directly(slide):
 
 
 def test_tiles_carry_the_mpp_asked_for():
-    from conftest import real_slide
+    from tests.helpers import real_slide
 
     with wsikit.open_slide(real_slide("small_HE.svs")) as s:  # 0.499 mpp
         plan = make_plan(s, 256, mpp=1.0)
@@ -150,7 +150,7 @@ def test_best_level_tolerates_inexact_downsamples():
 
 
 def test_mpp_plan_on_a_real_pyramid_with_inexact_downsamples():
-    from conftest import real_slide
+    from tests.helpers import real_slide
 
     with wsikit.open_slide(real_slide("small_HE_levels.tiff")) as s:
         if s.mpp is None:
