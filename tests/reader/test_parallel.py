@@ -15,6 +15,7 @@ import pytest
 
 import wsikit
 from wsikit.backends.base import SkippedTileWarning
+from wsikit.pixels import resample_area
 
 from tests.helpers import padded_box, real_slide
 
@@ -219,9 +220,10 @@ def test_an_unreadable_tile_is_skipped_the_same_way_on_any_number_of_threads(cor
         for workers in (1, 2, 4):
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                tiles = list(slide.generate_tiles(shape=128, workers=workers, errors="skip"))
+                stream = slide.generate_tiles(shape=128, workers=workers, errors="skip")
+                tiles = list(stream)
             results[workers] = [t.coords for t in tiles]
-            assert slide.skipped_tiles and slide.skipped_tiles[0][0] == (128, 256)
+            assert stream.skipped_tiles and stream.skipped_tiles[0][0] == (128, 256)
             assert any(issubclass(w.category, SkippedTileWarning) for w in caught)
             assert (128, 256) not in results[workers] and len(results[workers]) == 4 * 6 - 1
         assert results[1] == results[2] == results[4]
@@ -277,7 +279,7 @@ def test_real_dicom_parallel_equals_sequential():
     path = real_slide("small_dicom.dcm")
     pytest.importorskip("pydicom")
     with wsikit.open_slide(path) as slide:
-        whole = slide.extract_region((0, 0), slide.dimensions)
+        whole = slide.extract_region((0, 0), slide.shape)
         for grid in (dict(shape=500), dict(shape=448, pad=True), dict(shape=300, stride=250)):
             parallel = list(slide.generate_tiles(workers=3, **grid))
             sequential = list(slide.generate_tiles(workers=1, **grid))
@@ -324,7 +326,7 @@ def test_tiles_by_mpp_are_resampled_the_same_on_any_number_of_threads(svs):
         parallel = list(slide.read_plan(plan, workers=3))
         sequential = list(slide.read_plan(plan, workers=1))
         for spec, a, b in zip(plan, parallel, sequential, strict=True):
-            expected = slide._resample(slide.extract_region(spec.read_location, spec.read_size, level=spec.level), spec.shape)
+            expected = resample_area(slide.extract_region(spec.read_location, spec.read_size, level=spec.level), spec.shape)
             np.testing.assert_array_equal(a.image, b.image)
             np.testing.assert_array_equal(a.image, expected)
 
@@ -364,7 +366,7 @@ def test_non_rgb_tiles_in_parallel_equal_extract_region(gray16, normalize):
 def test_a_plans_use_counts_equal_a_count_of_its_boxes(svs, grid):
     """Use counts taken from a plan's arrays equal those counted box by box (they decide
     which native tiles the reader keeps), boxes partly and wholly outside the level included."""
-    from wsikit.backends.base import _plan_uses
+    from wsikit.reader.stream import plan_uses as _plan_uses
     from wsikit.reader import count_uses
 
     slide = wsikit.open_slide(svs[0])

@@ -91,8 +91,9 @@ def test_tiles_of_the_wrong_channel_count_fail_on_every_read_path(workers):
     path = HERE / "planar-config-3-jpeg.svs"
     with wsikit.open_slide(path, backend="tiff") as slide, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        tiles = list(slide.generate_tiles(shape=64, workers=workers, errors="skip"))
-        assert not tiles and len(slide.skipped_tiles) == 6
-        assert all("decoded to shape" in reason for _, reason in slide.skipped_tiles)
+        stream = slide.generate_tiles(shape=64, workers=workers, errors="skip")
+        tiles = list(stream)
+        assert not tiles and len(stream.skipped_tiles) == 6
+        assert all("decoded to shape" in reason for _, reason in stream.skipped_tiles)
         with pytest.raises(wsikit.CorruptSlideError):
             list(slide.read_regions([(0, 0), (10, 70)], (50, 50), workers=workers))
