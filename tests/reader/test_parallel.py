@@ -14,10 +14,9 @@ import numpy as np
 import pytest
 
 import wsikit
+from tests.helpers import padded_box, real_slide
 from wsikit.backends.base import SkippedTileWarning
 from wsikit.pixels import resample_area
-
-from tests.helpers import padded_box, real_slide
 
 
 def _level_arrays(path) -> list[np.ndarray]:
@@ -200,6 +199,7 @@ def test_native_tiles_are_returned_read_only_without_copies(svs):
 def corrupt_svs(tmp_path_factory):
     """The sample pyramid with the level-0 tile (1, 2) overwritten by garbage."""
     import tifffile
+
     from wsikit.samples.svs import write_sample_svs
 
     path = tmp_path_factory.mktemp("corrupt") / "corrupt.svs"
@@ -366,8 +366,8 @@ def test_non_rgb_tiles_in_parallel_equal_extract_region(gray16, normalize):
 def test_a_plans_use_counts_equal_a_count_of_its_boxes(svs, grid):
     """Use counts taken from a plan's arrays equal those counted box by box (they decide
     which native tiles the reader keeps), boxes partly and wholly outside the level included."""
-    from wsikit.reader.stream import plan_uses as _plan_uses
     from wsikit.reader import count_uses
+    from wsikit.reader.stream import plan_uses as _plan_uses
 
     slide = wsikit.open_slide(svs[0])
     plan = slide.tile_plan(**grid)
