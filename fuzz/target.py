@@ -116,7 +116,7 @@ def _read_level(slide, level, shape, pixel_shape, max_tiles, path, out) -> None:
             if tile.image.shape != expected or tile.image.dtype != np.uint8:
                 problems.append(f"level {level} tile {tile.coords}: {tile.image.shape} {tile.image.dtype}, expected {expected} uint8")
             out["tiles"][f"{level}:{tile.coords[0]}:{tile.coords[1]}"] = digest(tile.image)
-        skipped = list(slide.skipped_tiles)
+        skipped = list(tiles.skipped_tiles)
     except BaseException as exc:  # noqa: BLE001
         if isinstance(exc, KeyboardInterrupt):
             raise
@@ -135,9 +135,9 @@ def _read_level_in_threads(slide, shape, max_tiles, path, out) -> None:
     problems = out["problems"]
     try:
         plan = _first_tiles(slide, 0, shape, max_tiles)
-        tiles = {f"0:{t.coords[0]}:{t.coords[1]}": digest(t.image)
-                 for t in slide.read_plan(plan, workers=3, errors="skip")}
-        skipped = {f"0:{c[0]}:{c[1]}" for c, _ in slide.skipped_tiles}
+        stream = slide.read_plan(plan, workers=3, errors="skip")
+        tiles = {f"0:{t.coords[0]}:{t.coords[1]}": digest(t.image) for t in stream}
+        skipped = {f"0:{c[0]}:{c[1]}" for c, _ in stream.skipped_tiles}
     except BaseException as exc:  # noqa: BLE001
         if isinstance(exc, KeyboardInterrupt):
             raise
