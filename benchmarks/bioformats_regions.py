@@ -87,8 +87,8 @@ def main() -> None:
         start = time.perf_counter()
         slide = wsikit.open_slide(path, backend="bioformats", cache_bytes=0)
         opened = time.perf_counter() - start
-        boxes = locations(slide.dimensions, args.size, args.regions)
-        print(f"slide: {path} {slide.dimensions} sizes (z, c, t) {slide.sizes}, {args.regions} regions "
+        boxes = locations(slide.shape, args.size, args.regions)
+        print(f"slide: {path} {slide.shape} sizes (z, c, t) {slide.sizes}, {args.regions} regions "
               f"of {args.size}x{args.size}; JVM start + first open {opened:.2f} s")
         slide.extract_region(boxes[0], (args.size, args.size))  # warm the JIT on this reader's code paths
         kept = time_reads(lambda box: slide.extract_region(box, (args.size, args.size)), boxes)

@@ -46,7 +46,7 @@ def main(argv: list[str]) -> None:
         from wsikit.plan import TileSpec
 
         size = (shape, shape)
-        plan = (TileSpec((i, j), 0, (i, j), size, size, (i, j)) for i, j in tile_locations(slide.dimensions, size))
+        plan = (TileSpec((i, j), 0, (i, j), size, size, (i, j)) for i, j in tile_locations(slide.shape, size))
         tiles_read = slide.read_plan(plan, workers=workers)
     else:
         tiles_read = slide.generate_tiles(shape, workers=workers)
@@ -55,7 +55,7 @@ def main(argv: list[str]) -> None:
         tiles += 1
     seconds = time.perf_counter() - start
     print(json.dumps({"tiles": tiles, "seconds": seconds, "opened_mib": opened, "peak_mib": peak_mib(),
-                      "shape": slide.dimensions}))
+                      "shape": slide.shape}))
 
 
 if __name__ == "__main__":

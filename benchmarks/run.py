@@ -342,7 +342,7 @@ def main(argv=None) -> int:
     import wsikit
 
     with wsikit.open_slide(str(svs)) as probe:
-        shape = probe.dimensions
+        shape = probe.shape
         grid0 = probe._level_grid(0)
         native = grid0.tile_shape if grid0 is not None else None
     print(f"level 0: {shape[0]:,} x {shape[1]:,} pixels, native tiles {native}\n")

@@ -43,9 +43,6 @@ from .metadata import positive_float, write_resolution
 from .options import check_errors, keyword_parameters, refuse_unknown_options
 from .thumbnail import reduced_level, smallest_level_covering
 
-# The keyword arguments of generate_tiles that choose tiles (the rest go to extract_region).
-_PLAN_OPTIONS = ("mpp", "magnification", "min_tissue", "tissue_mask")
-
 
 def _reopen(cls: type[SlideBackend], path: str, options: dict[str, Any]) -> SlideBackend:
     return cls(path, **options)
@@ -419,8 +416,10 @@ class SlideBackend(ABC):
                          magnification=magnification, min_tissue=min_tissue, tissue_mask=tissue_mask)
 
     def generate_tiles(self, shape: tuple[int, int] | int = 3000, stride: tuple[int, int] | int | None = None,
-                       pad: bool = False, level: int | None = 0, *, workers: int | None = None,
-                       normalize: bool = True, errors: str = "raise", **options: Any) -> TileStream:
+                       pad: bool = False, level: int | None = 0, *, mpp: float | tuple[float, float] | None = None,
+                       magnification: float | None = None, min_tissue: float | None = None, tissue_mask: Any = None,
+                       workers: int | None = None, normalize: bool = True, errors: str = "raise",
+                       **options: Any) -> TileStream:
         """Tiles of ``shape`` (h, w) every ``stride`` pixels, row-major, on the tiling grid of
         PathML's ``generate_tiles`` (see :mod:`wsikit.tiling`).
 
@@ -433,8 +432,9 @@ class SlideBackend(ABC):
         """
         self._ensure_usable()
         check_errors(errors)
-        plan_options = {k: options.pop(k) for k in _PLAN_OPTIONS if k in options}
-        plan = self.tile_plan(shape, stride, pad, level, **plan_options)
+        self._check_read_options(options)
+        plan = self.tile_plan(shape, stride, pad, level, mpp=mpp, magnification=magnification, min_tissue=min_tissue,
+                              tissue_mask=tissue_mask)
         return self.read_plan(plan, workers=workers, normalize=normalize, errors=errors, **options)
 
     def read_plan(self, plan: Plan | Iterable[TileSpec], *, workers: int | None = None, normalize: bool = True,
