@@ -6,6 +6,7 @@ tests that still import them from this conftest module.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -42,3 +43,17 @@ def backend_samples(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str],
 
 
 __all__ = ["TESTDATA", "real_slide", "tree_bytes", "padded_box", "sample_svs", "backend_samples"]
+
+
+@pytest.fixture()
+def slides(tmp_path: Path, sample_svs: str) -> Path:
+    """A folder of slides to search and tile: two copies of the sample, a broken TIFF, a note."""
+    import shutil
+
+    folder = tmp_path / "slides"
+    folder.mkdir()
+    shutil.copy(sample_svs, folder / "a.svs")
+    shutil.copy(sample_svs, folder / "b.svs")
+    (folder / "broken.svs").write_bytes(b"II*\x00" + b"\x00" * 100)
+    (folder / "notes.txt").write_text("not a slide")
+    return folder

@@ -88,17 +88,6 @@ def test_thumbnail_tiles_overlay_shows_only_selected_tiles(sample_svs, tmp_path)
     assert not np.array_equal(np.asarray(Image.open(every)), np.asarray(Image.open(some)))
 
 
-@pytest.fixture()
-def slides(tmp_path, sample_svs):
-    folder = tmp_path / "slides"
-    folder.mkdir()
-    shutil.copy(sample_svs, folder / "a.svs")
-    shutil.copy(sample_svs, folder / "b.svs")
-    (folder / "broken.svs").write_bytes(b"II*\x00" + b"\x00" * 100)
-    (folder / "notes.txt").write_text("not a slide")
-    return folder
-
-
 def test_tile_reports_failures_and_goes_on(slides, tmp_path):
     out = tmp_path / "out"
     result = run("tile", slides, "--out", out, "--shape", "64", "--level", "1", "--format", "png")

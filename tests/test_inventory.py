@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from pathlib import Path
 
 import pytest
 
@@ -11,17 +10,6 @@ import wsikit
 from tests.helpers import real_slide
 from wsikit.backends import slide_extensions
 from wsikit.inventory import find_slides, slide_info
-
-
-@pytest.fixture()
-def slides(tmp_path: Path, sample_svs: str) -> Path:
-    folder = tmp_path / "slides"
-    folder.mkdir()
-    shutil.copy(sample_svs, folder / "a.svs")
-    shutil.copy(sample_svs, folder / "b.svs")
-    (folder / "broken.svs").write_bytes(b"II*\x00" + b"\x00" * 100)
-    (folder / "notes.txt").write_text("not a slide")
-    return folder
 
 
 def test_find_slides_searches_folders(slides, tmp_path):
