@@ -48,8 +48,9 @@ def _tiles(results: Iterator[Result], skip: bool,
     try:
         for spec, image, error in results:
             if error is None and image is not None:
-                coords0 = spec.coords0 if spec.coords0 is not None or spec.level else spec.coords
-                yield make(image, spec.coords, spec.level, coords0, spec.mpp, spec.tissue)
+                # One unpacking instead of six field lookups: this runs for every tile.
+                coords, level, _, _, _, coords0, mpp, tissue = spec
+                yield make(image, coords, level, coords if coords0 is None and not level else coords0, mpp, tissue)
                 continue
             if not (skip and isinstance(error, SlideError)):
                 raise error or ValueError(f"tile {spec.coords}: no pixels and no error")
