@@ -28,7 +28,7 @@ def main() -> None:
     # Everything the cases need is imported before the limit so the limit measures reads.
     import wsikit  # noqa: F401
     from fuzz.target import exercise
-    from wsikit.opener import backend_class_or_none
+    from wsikit.backends import backend_class_or_none
     from wsikit.backends import backend_names
 
     for name in backend_names():

@@ -97,13 +97,11 @@ def test_pickle_reopens(sample_svs):
 def test_options_a_reader_does_not_take_send_the_file_on_or_say_who_takes_them(tmp_path):
     """Detection skips backends that recognise the file but not the options asked for; when
     none of those that recognise it takes them, the TypeError names the file and who does."""
-    from wsikit.opener import open_options
-
     path = tmp_path / "plain.tif"
     tifffile.imwrite(path, np.zeros((64, 64, 3), np.uint8), tile=(32, 32), photometric="rgb")
     with pytest.raises(TypeError) as info:
         wsikit.open_slide(path, optical_path="1")
     assert str(path) in str(info.value) and "optical_path" in str(info.value) and "dicom" in str(info.value)
-    assert open_options(wsikit.DICOMBackend) >= {"optical_path", "focal_plane"}
+    assert wsikit.DICOMBackend.open_options() >= {"optical_path", "focal_plane"}
     with wsikit.open_slide(path, cache_bytes=0) as slide:  # every backend takes cache_bytes
         assert slide.name == "tiff"

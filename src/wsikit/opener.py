@@ -152,8 +152,3 @@ def _open_first(path: str, options: dict[str, Any]) -> SlideBackend:
     if os.path.isdir(path):
         raise IsADirectoryError(21, "Is a directory (and not a DICOM series wsikit can read)", path)
     raise UnsupportedFormatError(path, f"no backend recognises this file (asked: {', '.join(backend_names())})")
-
-
-def open_options(cls: type[SlideBackend]) -> set[str]:
-    """The keyword options a backend class takes when opening (besides ``cache_bytes``)."""
-    return cls.open_options()
