@@ -181,6 +181,21 @@ class SlideBackend(ABC):
         exactly that grid, so that tilings read it directly, in parallel; else None."""
         return None if self._grids is None else self._grids[level]
 
+    def native_tile_jpeg(self, level: int, ti: int, tj: int) -> bytes | None:
+        """Native tile (``ti``, ``tj``) of ``level``'s grid, as stored, made a standalone JPEG
+        (:mod:`wsikit.jpeg_streams`) that any decoder shows as the pixels read here for the
+        whole stored tile (edge tiles may reach past the level); None when it is not stored
+        as such a JPEG (another compression or layout, no data, no native tiles)."""
+        self._ensure_usable()
+        level, ti, tj = self._check_level(level), as_int(ti, "ti"), as_int(tj, "tj")
+        grid = self._level_grid(level)
+        if grid is not None and not (0 <= ti < grid.tile_counts[0] and 0 <= tj < grid.tile_counts[1]):
+            raise ValueError(f"tile ({ti}, {tj}) is outside level {level}'s grid of {grid.tile_counts} tiles")
+        return None if grid is None else self._native_tile_jpeg(level, ti, tj)
+
+    def _native_tile_jpeg(self, level: int, ti: int, tj: int) -> bytes | None:
+        return None  # backends storing JPEG tiles say how
+
     def _close(self) -> None:
         """Release file handles."""
 

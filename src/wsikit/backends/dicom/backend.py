@@ -32,6 +32,7 @@ from ...limits import check_allocation
 from ...reader import TileGrid
 from ...tiling import thumbnail_shape
 from ..base import SlideBackend
+from .codecs import frame_jpeg
 from .header import folder_files, has_dicom_magic, is_wsi_file, pydicom_warnings_silenced
 from .layout import absent_fill, blank_frame, layout, pixel_shape
 from .levels import Level, Plane, decode_frame, frame_table, open_level
@@ -240,6 +241,15 @@ class DICOMBackend(SlideBackend):
             return self._reader.read(grid, i, j, i + h, j + w)
         except ValueError as exc:  # the reader's: a frame decoded to another shape than the header's
             raise CorruptSlideError(self.path, str(exc)) from None
+
+    def _native_tile_jpeg(self, level: int, ti: int, tj: int) -> bytes | None:
+        data = self._levels[level]
+        k = int(self._tables[self._grid(level, self._selection).key][ti, tj])
+        source = data.sources[int(data.positions.instance[k])] if k >= 0 else None
+        if source is None or source.invert or not self.is_rgb:
+            return None  # no frame stored (sparse), or pixels changed after decoding
+        stream = source.frames.read(self._fd(source.instance.path), int(data.positions.local[k]))
+        return frame_jpeg(stream, source.transfer_syntax, data.tile_shape)
 
     # -- thumbnails from the thumbnail instance ----------------------------------------------
     def get_thumbnail(self, size: tuple[int, int] | int) -> np.ndarray:

@@ -202,6 +202,27 @@ def frame_decoder(transfer_syntax: str, *, photometric: str, samples: int, rows:
     raise UnsupportedFormatError(path, f"transfer syntax {transfer_syntax} is not one wsikit decodes")
 
 
+def frame_jpeg(data: Buffer, transfer_syntax: str, frame_shape: tuple[int, int]) -> bytes | None:
+    """A lossy 8-bit three-component JPEG frame as a standalone JPEG file whose colour
+    transform is stated (:func:`wsikit.jpeg_streams.standalone_jpeg`): it decodes, with any
+    decoder, as :func:`frame_decoder` decodes the frame (libjpeg's own colour rules). None
+    for another transfer syntax or a frame whose header is not a full ``frame_shape``
+    colour frame (such frames are padded or converted when read)."""
+    from ...jpeg_streams import NotAJPEG, standalone_jpeg
+
+    if transfer_syntax not in JPEG_LOSSY:
+        return None
+    header = jpeg_header(data)
+    frame = header.frame
+    if frame is None or header.lossless or (frame.rows, frame.columns, frame.components, frame.bits) != (
+            *frame_shape, 3, 8):
+        return None
+    try:
+        return standalone_jpeg(data)
+    except NotAJPEG:
+        return None
+
+
 def _first_that_decodes(data: Buffer, codecs: Sequence[Callable[[Buffer], Any]]) -> np.ndarray:
     """Decode with the first codec that accepts the stream (e.g. lossless JPEG variants)."""
     error: Exception | None = None
@@ -217,6 +238,7 @@ __all__ = [
     "FrameDecoder",
     "FrameShapeError",
     "frame_decoder",
+    "frame_jpeg",
     "guess_transfer_syntax",
     "is_encapsulated",
     "ybr_full_to_rgb",

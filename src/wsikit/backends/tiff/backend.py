@@ -223,6 +223,12 @@ class TiffBackend(SlideBackend):
 
         return load
 
+    def _native_tile_jpeg(self, level: int, ti: int, tj: int) -> bytes | None:
+        grid = self._grids[level]
+        if not self.is_rgb or grid.key != ("tiff", level):  # multi-page (plane) levels: none
+            return None
+        return self._tiles.native_jpeg(self._pages[level], ti * grid.tile_counts[1] + tj, grid.tile_shape)
+
     # -- lifecycle -----------------------------------------------------------------------
     def _close(self) -> None:
         tif = getattr(self, "_tif", None)

@@ -237,6 +237,35 @@ class NativeTiles:
             return np.zeros(tile_shape + (samples,), dtype=page.dtype)
         return decoded.reshape(decoded.shape[-3:])  # drop the depth axis of 2-D images
 
+    # -- stored JPEG streams -------------------------------------------------------------
+    def native_jpeg(self, page: Any, index: int, tile_shape: tuple[int, int]) -> bytes | None:
+        """Tile ``index`` of an 8-bit RGB JPEG ``page`` as a standalone JPEG file (tables
+        spliced in, colours stated; :func:`wsikit.jpeg_streams.standalone_jpeg`) that decodes
+        to the tile's pixels as read here, or None when the page or tile is not one
+        (another compression, no bytes stored, a frame header that is not the tile's)."""
+        from ...jpeg_streams import NotAJPEG, standalone_jpeg
+
+        jpeg = jpeg8_arguments(page, tile_shape)
+        if jpeg is None or int(page.samplesperpixel) != 3:
+            return None
+        offset, count = int(page.dataoffsets[index]), int(page.databytecounts[index])
+        if count == 0 or offset == 0:
+            return None  # read as zeros: there is no stream to pass on
+        if offset + count > self.file_size:
+            raise CorruptSlideError(self.path, _past_the_end(index, offset, count))
+        check_allocation((count,), 1, f"tile/strip {index} data", self.path)
+        data = os.pread(self.fd, count, offset)  # type: ignore[arg-type]  # None only once closed
+        if len(data) != count:
+            raise CorruptSlideError(self.path, _past_the_end(index, offset, count))
+        frame = jpeg_frame(data)
+        if frame is None or (frame.rows, frame.columns, frame.components, frame.bits) != (*tile_shape, 3, 8):
+            return None
+        # colorspace 2: tifffile tells libjpeg the data is RGB (Aperio); None: libjpeg's own rules.
+        try:
+            return standalone_jpeg(data, page.jpegtables, "rgb" if jpeg["colorspace"] == 2 else None)
+        except NotAJPEG:
+            return None
+
     # -- whole pictures ------------------------------------------------------------------
     def whole_image(self, image: Any) -> np.ndarray:
         """``image.asarray()`` of a tifffile page or series, refusing what tifffile forgives.
