@@ -1,0 +1,141 @@
+"""Deep Zoom (DZI) geometry of a slide, and reading one DZI tile's pixels with wsikit.
+
+DZI level ``L`` (0 .. ``max_level``) is the slide reduced ``2 ** (max_level - L)`` times,
+``ceil(h / d) x ceil(w / d)`` pixels; ``max_level`` is the smallest with a 1 x 1 level 0
+(the full-resolution image is the last level). Tiles are ``tile_size`` pixels square
+without overlap, edge tiles smaller, named ``<column>_<row>``.
+
+A tile's pixels come from the coarsest pyramid level at least as fine as its DZI level
+(:func:`wsikit.plan.best_level`, the rule tile plans use), read with ``extract_region`` in
+that level's own pixels and area-averaged (:func:`wsikit.pixels.resample_area`) to the
+tile's size when the two differ; where a pyramid level is exactly a DZI level the tile is
+``extract_region`` at that level, pixel for pixel. The coarse DZI levels of a brightfield
+slide with no reduced level near them (a single-level scan) would read a large part of
+level 0 per tile; they are cut from one thumbnail of the slide instead
+(``SlideBackend.get_thumbnail``, which reads in bands with bounded memory).
+"""
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..pixels import resample_area
+from ..plan import best_level
+
+if TYPE_CHECKING:
+    from ..backends.base import SlideBackend
+
+TILE_SIZE = 256
+#: DZI levels at most this many pixels on their longer side may be cut from one thumbnail
+OVERVIEW_SIZE = 2048
+#: a tile is cut from the thumbnail when reading it directly would reduce the source level
+#: more than this many times along an axis
+MAX_DIRECT_REDUCTION = 4
+
+
+class TileOutOfRange(ValueError):
+    """A DZI level, column or row the slide does not have."""
+
+
+class DeepZoom:
+    """The DZI pyramid of an image whose level 0 is ``shape0`` (h, w)."""
+
+    def __init__(self, shape0: tuple[int, int], tile_size: int = TILE_SIZE) -> None:
+        h, w = int(shape0[0]), int(shape0[1])
+        if h < 1 or w < 1 or tile_size < 1:
+            raise ValueError(f"a DZI pyramid needs a positive shape and tile size, got {shape0}, {tile_size}")
+        self.shape0 = (h, w)
+        self.tile_size = tile_size
+        self.max_level = (max(h, w) - 1).bit_length()
+        self.level_shapes = [(-(-h // self.downsample(k)), -(-w // self.downsample(k)))
+                             for k in range(self.max_level + 1)]
+
+    def downsample(self, level: int) -> int:
+        """Level-0 pixels per pixel of DZI level ``level``."""
+        return 1 << (self.max_level - level)
+
+    def tile_counts(self, level: int) -> tuple[int, int]:
+        """(rows, columns) of tiles of DZI level ``level``."""
+        h, w = self.level_shapes[level]
+        return -(-h // self.tile_size), -(-w // self.tile_size)
+
+    def tile_box(self, level: int, column: int, row: int) -> tuple[int, int, int, int]:
+        """(i, j, h, w) of a tile in the pixels of its DZI level; TileOutOfRange when the
+        pyramid has no such tile."""
+        if not 0 <= level <= self.max_level:
+            raise TileOutOfRange(f"DZI level must be in [0, {self.max_level}], got {level}")
+        rows, cols = self.tile_counts(level)
+        if not (0 <= row < rows and 0 <= column < cols):
+            raise TileOutOfRange(f"DZI level {level} has {cols} x {rows} tiles (columns x rows), "
+                                 f"no tile {column}_{row}")
+        h, w = self.level_shapes[level]
+        i, j = row * self.tile_size, column * self.tile_size
+        return i, j, min(self.tile_size, h - i), min(self.tile_size, w - j)
+
+    def descriptor(self, fmt: str) -> str:
+        """The ``.dzi`` XML descriptor for tiles stored as ``fmt`` (jpeg or png)."""
+        h, w = self.shape0
+        return ('<?xml version="1.0" encoding="UTF-8"?>\n'
+                f'<Image xmlns="http://schemas.microsoft.com/deepzoom/2008" Format="{fmt}" Overlap="0" '
+                f'TileSize="{self.tile_size}"><Size Width="{w}" Height="{h}"/></Image>\n')
+
+
+class TileReader:
+    """Reads DZI tiles of one open slide (thread-safe: the slide is, and the thumbnail is
+    made once under a lock)."""
+
+    def __init__(self, slide: SlideBackend, tile_size: int = TILE_SIZE) -> None:
+        self.slide = slide
+        self.dzi = DeepZoom(slide.level_shapes[0], tile_size)
+        self._overview: tuple[int, np.ndarray] | None = None
+        self._lock = threading.Lock()
+
+    def source_level(self, level: int) -> int:
+        """The pyramid level a DZI level's tiles are read from."""
+        d = float(self.dzi.downsample(level))
+        return best_level(self.slide, (d, d))
+
+    def read(self, level: int, column: int, row: int, options: dict[str, Any] | None = None) -> np.ndarray:
+        """The tile's pixels: (h, w, 3) uint8 for brightfield slides, else (h, w, z, c, t)
+        in the slide's own dtype. ``options`` are the backend's read options (DICOM's
+        ``optical_path``, ``focal_plane``)."""
+        options = options or {}
+        i, j, h, w = self.dzi.tile_box(level, column, row)
+        d = self.dzi.downsample(level)
+        h0, w0 = self.dzi.shape0
+        top, left = i * d, j * d
+        bottom, right = min((i + h) * d, h0), min((j + w) * d, w0)
+        source = self.source_level(level)
+        si, sj = self.slide.level_scale(source)
+        if self.slide.is_rgb and not options and d / min(si, sj) > MAX_DIRECT_REDUCTION:
+            overview = self._overview_for(level)
+            if overview is not None:
+                return self._cut_overview(overview, level, (i, j, h, w))
+        lh, lw = self.slide.level_shapes[source]
+        a, c = min(int(round(top / si)), lh - 1), min(int(round(left / sj)), lw - 1)
+        b = min(max(a + 1, int(round(bottom / si))), lh)
+        e = min(max(c + 1, int(round(right / sj))), lw)
+        pixels = self.slide.extract_region((a, c), (b - a, e - c), level=source, normalize=False, **options)
+        return resample_area(np.asarray(pixels), (h, w))
+
+    def _overview_for(self, level: int) -> tuple[int, np.ndarray] | None:
+        """(DZI level, pixels) of the thumbnail that covers ``level``, or None when ``level``
+        is too fine to be cut from a thumbnail."""
+        if max(self.dzi.level_shapes[level]) > OVERVIEW_SIZE:
+            return None
+        with self._lock:
+            if self._overview is None:
+                top = max(k for k in range(self.dzi.max_level + 1) if max(self.dzi.level_shapes[k]) <= OVERVIEW_SIZE)
+                shape = self.dzi.level_shapes[top]
+                thumb = np.asarray(self.slide.get_thumbnail(shape))
+                self._overview = (top, resample_area(thumb, shape))
+            return self._overview
+
+    def _cut_overview(self, overview: tuple[int, np.ndarray], level: int, box: tuple[int, int, int, int]) -> np.ndarray:
+        top, image = overview
+        f = 1 << (top - level)
+        i, j, h, w = box
+        part = image[i * f: (i + h) * f, j * f: (j + w) * f]
+        return resample_area(part, (h, w))
