@@ -5,11 +5,12 @@
     wsikit tile SLIDES_OR_FOLDERS... --out OUT [--shape N] [--stride N] [--pad]
                 [--level L | --mpp X | --magnification M] [--min-tissue F]
                 [--format zarr|png|jpeg] [--workers N] [--scheduler ADDRESS] [--overwrite]
+    wsikit view PATH [--port N] [--host 127.0.0.1] [--no-browser] [--results OUT]
 
 This module only parses arguments and prints; the work is done by the library:
 :func:`wsikit.inventory.slide_info` (info), :func:`wsikit.overlay.overlay_picture`
 (thumbnail), :func:`wsikit.inventory.find_slides`, :mod:`wsikit.sinks` and
-:func:`wsikit.distributed.run_jobs` (tile).
+:func:`wsikit.distributed.run_jobs` (tile), :func:`wsikit.viewer.serve` (view).
 
 Exit status: 0 when everything asked for was done (slides already complete count as
 done), 1 when any slide failed, 2 for a usage error.
@@ -105,6 +106,19 @@ def _parser() -> argparse.ArgumentParser:
     tile.add_argument("--overwrite", action="store_true", help="redo slides whose results exist")
     tile.add_argument("--quiet", action="store_true", help="no progress bars")
     tile.set_defaults(run=_cmd_tile)
+
+    view = sub.add_parser("view", help="look at slides in a browser, with tissue, plan and result overlays",
+                          description="Serve the slides under PATH (a slide or a folder) to a web browser: "
+                                      "an index, a viewer per slide, overlays of the tissue mask, a tile plan "
+                                      "and the tiles a finished 'wsikit tile' run wrote (see wsikit.viewer).")
+    view.add_argument("path", metavar="PATH", help="a slide, or a folder searched for slides")
+    view.add_argument("--port", type=_nonnegative_int, default=8000, help="port to listen on (default 8000; 0: any)")
+    view.add_argument("--host", default="127.0.0.1",
+                      help="address to listen on (default 127.0.0.1: this machine only)")
+    view.add_argument("--no-browser", action="store_true", help="do not open a web browser")
+    view.add_argument("--results", default=None, metavar="OUT",
+                      help="output folder of a finished 'wsikit tile' run, to outline its tiles")
+    view.set_defaults(run=_cmd_view)
     return parser
 
 
@@ -284,6 +298,21 @@ def _print_summary(results: Sequence[SlideResult], out: str) -> None:
     total = sum(r.tiles for r in results if r.status != "failed")
     print(f"{len(results)} slides: {counts['written']} tiled, {counts['skipped']} already complete, "
           f"{counts['failed']} failed; {total} tiles in all")
+
+
+# -- view ---------------------------------------------------------------------------------------
+def _cmd_view(args: argparse.Namespace) -> int:
+    from .viewer import serve
+
+    if args.results is not None and not os.path.isdir(args.results):
+        _error(f"--results {args.results}: no such folder")
+        return 2
+    try:
+        return serve(args.path, args.host, args.port, open_browser=not args.no_browser, results=args.results)
+    except OSError as exc:  # no such PATH, no slides in it, or the port is taken
+        where = f"{args.path}" if exc.filename else f"cannot serve on {args.host}:{args.port}"
+        _error(f"{where}: {exc.strerror or exc}")
+        return 1
 
 
 if __name__ == "__main__":
