@@ -21,6 +21,9 @@ from typing import Any, Iterator
 
 from .backends import backend_class, backend_class_or_none, backend_names
 from .backends.base import SlideBackend
+from .backends.dicomweb.url import is_dicomweb_url
+from .remote.opening import open_url
+from .remote.urls import is_url
 from .errors import CorruptSlideError, LimitError, SlideError, UnsupportedFormatError
 
 #: backend -> readers never handed a file that backend recognised and found broken.
@@ -47,7 +50,8 @@ def open_slide(path: str | os.PathLike[str] | bytes, backend: str | None = None,
     With ``backend=None`` every backend is asked in turn (``tiff``, ``dicom``,
     ``openslide``, ``bioformats``) whether it reads the file, and the first that does
     opens it. ``backend="openslide"`` (or another name) forces one. ``options`` go to the
-    backend (e.g. ``cache_bytes``); a backend that does not take them is passed over
+    backend (e.g. ``cache_bytes``; ``color="srgb"`` converts every read from the slide's
+    embedded ICC profile to sRGB, see :mod:`wsikit.color`); a backend that does not take them is passed over
     (``series=2`` goes to Bio-Formats, ``optical_path=`` to DICOM), and a TypeError says
     which backends take them when none of the readers of the file does.
     """
@@ -56,6 +60,10 @@ def open_slide(path: str | os.PathLike[str] | bytes, backend: str | None = None,
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
     path = os.fspath(path)
+    if backend == "dicomweb" or (backend is None and is_dicomweb_url(path)):  # see wsikit.backends.dicomweb
+        return backend_class("dicomweb")(path, **options)
+    if is_url(path):  # https://, s3://, ...: opened by content, see wsikit.remote.opening
+        return open_url(path, backend, options)
     if not os.path.exists(path):
         raise FileNotFoundError(2, "No such file or directory", path)
     if backend is not None:
@@ -118,7 +126,7 @@ def candidates(path: str) -> Iterator[str]:
 def _open_first(path: str, options: dict[str, Any]) -> SlideBackend:
     first_error: SlideError | None = None
     barred: set[str] = set()
-    asked = set(options) - {"cache_bytes"}
+    asked = set(options) - {"cache_bytes", "color"}  # every backend takes these (SlideBackend.__init__)
     passed_over: list[str] = []  # backends that recognise the file but not the options
     for name in candidates(path):
         if name in barred:

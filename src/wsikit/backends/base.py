@@ -30,11 +30,14 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 
 from ..checks import as_int, as_pair
+from ..color import PixelConverter, check_color, slide_converter
 from ..errors import CorruptSlideError, SlideError
 from ..limits import check_allocation
 from ..pixels import padded, to_uint8
 from ..plan import Plan, TileSpec, make_plan
 from ..reader import DEFAULT_CACHE_BYTES, TiledReader, TileGrid
+from ..remote.prefetch import prefetch_box
+from ..remote.urls import is_url
 from ..reader.stream import RegionRequest, RejectedRequest, Request, read_requests
 from ..reader.tiles import SkippedTileWarning, TileStream, close_stream, plan_requests
 from ..tiling import clip_box, thumbnail_shape
@@ -80,9 +83,14 @@ class SlideBackend(ABC):
     #: the file's own pixel type
     dtype: np.dtype = np.dtype(np.uint8)
     channel_names: list[str]
+    #: the ICC colour profile embedded for the slide's pixels, None without one (:mod:`wsikit.color`)
+    icc_profile: bytes | None = None
+    #: name -> ICC profile of each associated image that embeds one
+    associated_icc_profiles: dict[str, bytes]
+    _color: PixelConverter | None = None  # the opt-in conversion of every read (color="srgb")
 
     def __init__(self, path: str | os.PathLike[str] | bytes, *, cache_bytes: int = DEFAULT_CACHE_BYTES,
-                 **options: Any) -> None:
+                 color: str | None = None, **options: Any) -> None:
         if isinstance(path, (bytes, bytearray)):
             path = os.fsdecode(path)
         if not isinstance(path, (str, os.PathLike)):
@@ -90,13 +98,14 @@ class SlideBackend(ABC):
         self.path: str = os.fspath(path)
         self._closed = True  # until opened: close() and __del__ have nothing to release
         refuse_unknown_options(type(self), options, type(self)._open, skip=1)
-        self._options = dict(options, cache_bytes=cache_bytes)
+        self._options = dict(options, cache_bytes=cache_bytes, color=check_color(color))
         self._cache_bytes = cache_bytes
         self._reader = TiledReader(cache_bytes)
         self._pid = os.getpid()
         self._last_skipped = threading.local()
         self._properties = {}
         self._associated = {}
+        self.associated_icc_profiles = {}
         self._level_shapes = []
         self.channel_names = []
         self._check_exists(self.path)
@@ -112,6 +121,7 @@ class SlideBackend(ABC):
             self._safe_close()
             raise TypeError(f"{type(self).__name__} must fill _grids or define _read_region")
         write_resolution(self._properties, self._mpp, self._objective_power)
+        self._color = slide_converter(self, color)
         self._associated_view = AssociatedImages(self._associated, self.path)
 
     def _open_checked(self, options: dict[str, Any]) -> None:
@@ -174,12 +184,13 @@ class SlideBackend(ABC):
         (level, i, j, h, w) are the read options ``extract_region`` passes on."""
         if self._grids is None:
             raise TypeError(f"{type(self).__name__} must fill _grids or define _read_region")
+        prefetch_box(self._grids[level], i, j, i + h, j + w)  # a remote file: its tiles fetched at once
         return self._reader.read(self._grids[level], i, j, i + h, j + w)
 
     def _level_grid(self, level: int) -> TileGrid | None:
         """The native tile grid of ``level`` when ``_read_region`` (without options) reads
         exactly that grid, so that tilings read it directly, in parallel; else None."""
-        return None if self._grids is None else self._grids[level]
+        return None if self._grids is None or self._color else self._grids[level]
 
     def native_tile_jpeg(self, level: int, ti: int, tj: int) -> bytes | None:
         """Native tile (``ti``, ``tj``) of ``level``'s grid, as stored, made a standalone JPEG
@@ -205,7 +216,7 @@ class SlideBackend(ABC):
     # -- metadata ------------------------------------------------------------------------
     @staticmethod
     def _check_exists(path: str) -> None:
-        if not os.path.exists(path):
+        if not is_url(path) and not os.path.exists(path):  # a URL's backend says when it is missing
             raise FileNotFoundError(2, "No such file or directory", path)
 
     @property
@@ -389,7 +400,7 @@ class SlideBackend(ABC):
         if shape != expected:
             raise CorruptSlideError(self.path, f"reading {size} at {location} of level {level} gave an array of shape "
                                                f"{shape}, not {expected}")
-        return array
+        return array if self._color is None else self._color(array)
 
     def read_regions(self, locations: Iterable[tuple[int, int]], size: tuple[int, int] | int,
                      level: int | None = 0, *, workers: int | None = None, normalize: bool = True,

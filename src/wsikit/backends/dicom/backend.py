@@ -36,7 +36,7 @@ from .codecs import frame_jpeg
 from .header import folder_files, has_dicom_magic, is_wsi_file, pydicom_warnings_silenced
 from .layout import absent_fill, blank_frame, layout, pixel_shape
 from .levels import Level, Plane, decode_frame, frame_table, open_level
-from .metadata import header_properties, resolution, syntax_name
+from .metadata import header_properties, icc_profile, resolution, syntax_name
 from .series import Instance, gather_series
 
 _ASSOCIATED_NAMES = {"THUMBNAIL": "thumbnail", "LABEL": "label", "OVERVIEW": "macro"}
@@ -160,6 +160,7 @@ class DICOMBackend(SlideBackend):
             props[f"dicom.level[{k}].frame-shape"] = f"{level.tile_shape[0]} x {level.tile_shape[1]}"
             props[f"dicom.level[{k}].transfer-syntax"] = syntax_name(level.sources[0].transfer_syntax)
         self._mpp, self._objective_power = resolution(main.ds)
+        self.icc_profile = icc_profile(main.ds, self._selection[0])
         props["wsikit.vendor"] = "dicom"
 
     def _add_associated(self, instances: list[Instance]) -> None:
@@ -176,6 +177,9 @@ class DICOMBackend(SlideBackend):
                 continue
             self._associated_levels[name] = level
             self._associated[name] = functools.partial(self._associated_image, name)
+            profile = icc_profile(instance.ds)
+            if profile is not None:
+                self.associated_icc_profiles[name] = profile
 
     def _associated_image(self, name: str) -> np.ndarray:
         from ...pixels import to_uint8

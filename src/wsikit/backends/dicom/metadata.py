@@ -4,7 +4,8 @@ Properties are named ``dicom.<Keyword>`` after the DICOM keyword of the element,
 multiple values joined by a backslash (as DICOM writes them) and binary values in hex.
 The resolution comes from Pixel Spacing (millimetres, row then column) in the shared
 functional groups, else those of the first frame, else the top level; the objective
-power from the first optical path's Objective Lens Power.
+power from the first optical path's Objective Lens Power; the ICC colour profile from
+ICC Profile (0028,2000) of the optical path read (:func:`icc_profile`).
 """
 from __future__ import annotations
 
@@ -59,6 +60,18 @@ def resolution(ds: Dataset) -> tuple[tuple[float, float] | None, float | None]:
     return mpp, power
 
 
+def icc_profile(ds: Dataset, optical_path: str | None = None) -> bytes | None:
+    """The ICC Profile (0028,2000) of the optical path ``optical_path`` (its identifier; the
+    first path when None or not listed), else one at the top level; None without one."""
+    items = element_value(ds, "OpticalPathSequence") or []
+    chosen = [item for item in items if str(element_value(item, "OpticalPathIdentifier", "")) == optical_path]
+    for item in chosen + list(items[:1]) + [ds]:
+        value = element_value(item, "ICCProfile")
+        if isinstance(value, (bytes, bytearray)) and value:
+            return bytes(value)
+    return None
+
+
 def syntax_name(uid: str) -> str:
     """A transfer syntax's name (``JPEG Baseline (Process 1)``), or its UID when pydicom knows none."""
     try:
@@ -78,4 +91,4 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-__all__ = ["PROPERTY_KEYWORDS", "header_properties", "resolution", "syntax_name"]
+__all__ = ["PROPERTY_KEYWORDS", "header_properties", "icc_profile", "resolution", "syntax_name"]

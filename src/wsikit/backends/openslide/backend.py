@@ -11,6 +11,14 @@ images larger than wsikit's memory limit, or whose TIFF byte counts lie
 (:mod:`.byte_counts`), are refused with a SlideError first. Whether a file should reach
 OpenSlide at all (a DICOM file wsikit's DICOM reader finds broken does not) is decided
 by :func:`wsikit.open_slide`, not here.
+
+Plain images: ``OpenSlideBackend(path)`` on a PNG, JPEG, TIFF (or BMP, GIF, WebP) image
+that OpenSlide does not recognise reads it through Pillow, as openslide-python's
+``open_slide`` falls back to its ``ImageSlide``: one level, the pixels Pillow gives when it
+converts the image to RGBA (a 16-bit grey TIFF saturates at 255, as Pillow converts it),
+alpha dropped. ``can_read`` stays OpenSlide's own answer, so that ``open_slide`` without
+``backend=`` still hands plain images to the readers that recognise them.
+The embedded ICC profile is ``icc_profile`` (OpenSlide 4's, or the image's own).
 """
 from __future__ import annotations
 
@@ -29,6 +37,7 @@ from ...limits import check_allocation
 from ..base import SlideBackend
 from ..metadata import positive_float
 from .byte_counts import UnreadableParts, unreadable_tiff_parts
+from .plain import open_plain_image
 
 if TYPE_CHECKING:
     from openslide import OpenSlide, OpenSlideCache
@@ -58,6 +67,7 @@ class OpenSlideBackend(SlideBackend):
     _cache: OpenSlideCache | None
     _downsamples: tuple[float, ...]
     _unreadable: UnreadableParts
+    _plain: np.ndarray | None = None  # a plain image's RGB pixels, read through Pillow
 
     @classmethod
     def can_read(cls, path: str) -> bool:
@@ -68,9 +78,14 @@ class OpenSlideBackend(SlideBackend):
 
     def _open(self) -> None:
         openslide = _openslide()
-        if openslide.OpenSlide.detect_format(self.path) is None:
-            raise UnsupportedFormatError(self.path, "OpenSlide does not recognise this file")
         self._start_pool()
+        if openslide.OpenSlide.detect_format(self.path) is None:
+            plain = open_plain_image(self.path)
+            if plain is None:
+                raise UnsupportedFormatError(self.path, "OpenSlide does not recognise this file (nor Pillow as an image)")
+            self._plain, self.icc_profile, self._properties = plain.pixels, plain.icc_profile, plain.properties
+            self._level_shapes, self._downsamples, self.channel_names = [plain.pixels.shape[:2]], (1.0,), ["R", "G", "B"]
+            return
         slide = self._new_handle()
         self._idle.append(slide)  # lent to reads once opening is done; closed with the rest
         self._level_shapes = [(int(h), int(w)) for w, h in slide.level_dimensions]
@@ -86,6 +101,7 @@ class OpenSlideBackend(SlideBackend):
         self._unreadable = unreadable_tiff_parts(self.path, self._properties, len(self._level_shapes))
         for name in slide.associated_images:
             self._associated[name] = partial(self._associated_image, name)
+        self.icc_profile = getattr(slide, "_profile", None)  # the bytes openslide-python read (OpenSlide 4)
 
     # -- handles -------------------------------------------------------------------------
     # An OpenSlide handle refuses every read after its first error, and a read running
@@ -160,6 +176,8 @@ class OpenSlideBackend(SlideBackend):
         return self._downsamples
 
     def _read_region(self, level: int, i: int, j: int, h: int, w: int) -> np.ndarray:
+        if self._plain is not None:
+            return self._plain[i : i + h, j : j + w]
         ds = self._downsamples[level]
         # OpenSlide wants (x, y) at level 0 and (width, height).
         location0 = (int(round(j * ds)), int(round(i * ds)))
@@ -176,6 +194,21 @@ class OpenSlideBackend(SlideBackend):
                 self.path, f"OpenSlide cannot read {(h, w)} at {(i, j)} of level {level}: {exc}") from None
         rgba = np.asarray(image)
         return rgba[:, :, :3]
+
+    def read_rgba(self, location0: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray | None:
+        """OpenSlide's own ``read_region`` (level-0 (x, y), (width, height)) as an (h, w, 4)
+        RGBA array, unpremultiplied as openslide-python gives it (transparent outside the
+        slide); None for a plain image (no OpenSlide handle). For :mod:`wsikit.compat.openslide`."""
+        self._ensure_usable()
+        if self._plain is not None:
+            return None
+        check_allocation((size[1], size[0], 4), 1, "region (RGBA)", self.path)
+        try:
+            with self._borrowed() as slide:
+                return np.asarray(slide.read_region(location0, level, size))
+        except _openslide().OpenSlideError as exc:
+            raise CorruptSlideError(self.path, f"OpenSlide cannot read {size} at {location0} of level {level}: "
+                                               f"{exc}") from None
 
     def _close(self) -> None:
         with self._pool_lock:

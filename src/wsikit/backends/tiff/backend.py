@@ -34,9 +34,11 @@ from ...errors import CorruptSlideError, UnsupportedFormatError
 from ...limits import check_allocation
 from ...reader import TileGrid
 from ...tiff_structure import has_tiff_magic, ifd_chain_problem
+from ...remote.tiff import open_remote_tiff, prefetching_grids
+from ...remote.urls import is_url
 from ..base import SlideBackend
 from .decoding import NativeTiles, as_rgb, chunk_bytes, compression_problem, page_layout
-from .metadata import read_slide_metadata
+from .metadata import icc_profile_of, read_slide_metadata
 from .planes import PlaneLayout, UnsupportedLayout, plane_layout
 
 # Associated-image names as vendors write them -> the names users look up.
@@ -88,16 +90,21 @@ class TiffBackend(SlideBackend):
         except Exception:
             return False
 
-    def _open(self) -> None:
+    def _open(self, *, storage_options: dict[str, Any] | None = None) -> None:
+        """``storage_options``: for a URL, the filesystem's options (see wsikit.remote)."""
         import tifffile
 
-        if not has_tiff_magic(self.path):
-            raise UnsupportedFormatError(self.path, "not a TIFF file")
-        problem = ifd_chain_problem(self.path)
-        if problem:
-            raise CorruptSlideError(self.path, problem)
-        self._tiles = NativeTiles(self.path)
-        self._tif = tifffile.TiffFile(self.path)
+        if is_url(self.path):  # fetched from a URL, with the same checks (wsikit.remote.tiff)
+            source, self._tif = open_remote_tiff(self.path, storage_options)
+            self._tiles = NativeTiles(self.path, source)
+        else:
+            if not has_tiff_magic(self.path):
+                raise UnsupportedFormatError(self.path, "not a TIFF file")
+            problem = ifd_chain_problem(self.path)
+            if problem:
+                raise CorruptSlideError(self.path, problem)
+            self._tiles = NativeTiles(self.path)
+            self._tif = tifffile.TiffFile(self.path)
         try:
             planes = plane_layout(self._tif)
         except UnsupportedLayout as exc:
@@ -106,6 +113,9 @@ class TiffBackend(SlideBackend):
             self._open_planes(planes)
         else:
             self._open_pages()
+        if is_url(self.path):  # tiles of the next reads are fetched ahead, coalesced
+            levels = planes.levels if planes is not None else [[page] for page in self._pages]
+            self._grids = prefetching_grids(self._grids, levels, self._tiles.source)
 
     def _open_pages(self) -> None:
         """Levels of one page each: every TIFF but OME-TIFF and QPTIFF."""
@@ -188,6 +198,7 @@ class TiffBackend(SlideBackend):
         self._properties.update(metadata.properties)
         self._mpp = metadata.mpp
         self._objective_power = metadata.objective_power
+        self.icc_profile = metadata.icc_profile
 
     # -- associated images ---------------------------------------------------------------
     def _add_associated_series(self, index: int, series: Any) -> None:
@@ -200,6 +211,7 @@ class TiffBackend(SlideBackend):
         if page_layout(series.keyframe) is None or len(series.shape) > 3 or not _decodable(series):
             return
         self._associated[name] = self._associated_loader(name, series)
+        self._add_associated_icc(name, series.keyframe)
 
     def _add_associated_image(self, name: str, image: Any) -> None:
         """An associated picture from a page or a tifffile series, offered when wsikit can read it."""
@@ -209,6 +221,12 @@ class TiffBackend(SlideBackend):
         if len(image.shape) > 3 or np.dtype(image.dtype).kind not in "uifb" or not _decodable(image):
             return
         self._associated[name] = self._associated_loader(name, image)
+        self._add_associated_icc(name, getattr(image, "keyframe", image))
+
+    def _add_associated_icc(self, name: str, page: Any) -> None:
+        profile = icc_profile_of(page)
+        if profile is not None:
+            self.associated_icc_profiles[name] = profile
 
     def _associated_loader(self, name: str, image: Any) -> Callable[[], np.ndarray]:
         """A function reading the whole associated ``image`` (a tifffile series or page) as RGB."""

@@ -10,7 +10,8 @@ main image:
   Aperio description; microns per pixel and objective power where the vendor records them;
 - microns per pixel from the resolution tags when the vendor's fields do not give them
   (centimetre or inch units only, as OpenSlide's generic TIFF reader);
-- ``wsikit.vendor``: ``aperio``, ``hamamatsu``, ``philips`` or ``generic-tiff``.
+- ``wsikit.vendor``: ``aperio``, ``hamamatsu``, ``philips`` or ``generic-tiff``;
+- the embedded ICC colour profile (tag 34675 InterColorProfile), see :mod:`wsikit.color`.
 
 Adding a vendor is one ``parse_<vendor>`` function and one row of :data:`_VENDORS`.
 """
@@ -40,6 +41,7 @@ class SlideMetadata:
     properties: dict[str, str] = field(default_factory=dict)
     mpp: tuple[float, float] | None = None
     objective_power: float | None = None
+    icc_profile: bytes | None = None
 
 
 def read_slide_metadata(page: Any) -> SlideMetadata:
@@ -52,7 +54,22 @@ def read_slide_metadata(page: Any) -> SlideMetadata:
     if metadata.mpp is None:
         metadata.mpp = resolution_mpp(page)
     metadata.properties["wsikit.vendor"] = vendor
+    metadata.icc_profile = icc_profile_of(page)
     return metadata
+
+
+def icc_profile_of(page: Any) -> bytes | None:
+    """The ICC profile a tifffile page embeds (tag 34675 InterColorProfile), None without one."""
+    try:
+        value = page.tags.valueof(34675)
+    except Exception:  # a broken tag must not hide the slide: it only has no profile
+        return None
+    if isinstance(value, (bytes, bytearray)) and value:
+        return bytes(value)
+    tobytes = getattr(value, "tobytes", None)  # stored as an array of bytes
+    if tobytes is not None and len(data := bytes(tobytes())) > 0:
+        return data
+    return None
 
 
 def vendor_of(page: Any) -> str:

@@ -1,0 +1,66 @@
+"""OpenSlide's ``read_region`` on a wsikit backend: level-0 (x, y), a level, (w, h) -> RGBA.
+
+Conventions, as OpenSlide's:
+
+- ``location`` is in level-0 pixels; the region starts at level pixel (x / d, y / d) for the
+  level's downsample d. OpenSlide paints its tiles at that fractional position (and so
+  interpolates between neighbouring pixels when x / d is not whole); wsikit reads the level's
+  own pixels from the nearest whole position, so both agree exactly wherever OpenSlide's
+  position is whole (level 0, or x a multiple of d) and differ by at most that sub-pixel
+  shift elsewhere.
+- A negative coordinate moves the region's start off the slide by ``int(-x / d)`` level
+  pixels, as OpenSlide computes it.
+- Pixels outside the level are transparent, (0, 0, 0, 0); pixels inside are opaque. This is
+  openslide-python's unpremultiplied output of OpenSlide's premultiplied ARGB: fully
+  transparent pixels have colour 0.
+- A level outside the slide gives a wholly transparent image; a negative size raises
+  OpenSlideError (the caller's check).
+
+Slides read by the OpenSlide backend are read by OpenSlide itself (identical output,
+including its partially transparent edges and its own background).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ...pixels import display_rgb
+
+
+def level_start(coordinate: int, downsample: float) -> int:
+    """The level pixel where a region at level-0 ``coordinate`` starts."""
+    if coordinate < 0:
+        return -int(-coordinate / downsample)
+    return int(math.floor(coordinate / downsample + 0.5))
+
+
+def region_rgba(backend: Any, x: int, y: int, level: int, width: int, height: int) -> np.ndarray:
+    """The (height, width, 4) uint8 RGBA pixels OpenSlide's read_region gives for these arguments."""
+    from ...backends.openslide import OpenSlideBackend
+
+    if isinstance(backend, OpenSlideBackend):
+        direct = backend.read_rgba((x, y), level, (width, height))
+        if direct is not None:
+            return direct
+    out = np.zeros((height, width, 4), dtype=np.uint8)
+    if not 0 <= level < backend.level_count:
+        return out  # OpenSlide paints nothing for a level it does not have
+    downsample = backend.level_downsamples[level]
+    level_h, level_w = backend.level_shapes[level]
+    i0, j0 = level_start(y, downsample), level_start(x, downsample)
+    top, left = max(i0, 0), max(j0, 0)
+    bottom, right = min(i0 + height, level_h), min(j0 + width, level_w)
+    if bottom <= top or right <= left:
+        return out
+    pixels = backend.extract_region((top, left), (bottom - top, right - left), level)
+    if not backend.is_rgb:
+        pixels = display_rgb(pixels)
+    box = out[top - i0 : bottom - i0, left - j0 : right - j0]
+    box[:, :, :3] = pixels
+    box[:, :, 3] = 255
+    return out
+
+
+__all__ = ["level_start", "region_rgba"]
