@@ -35,6 +35,8 @@ from .limits import check_allocation
 if TYPE_CHECKING:  # backends.base imports this module; tissue is imported only when a mask is asked for
     from numpy.typing import ArrayLike
 
+    from .annotations.model import Annotations
+    from .annotations.planning import PlanLabels
     from .backends.base import SlideBackend
     from .tissue import TissueMask
 
@@ -98,7 +100,7 @@ class Plan(Sequence[TileSpec]):
     those few numbers and arrays.
     """
 
-    __slots__ = ("_counts", "_stride", "_scale", "_ratio", "_cells", "_tissue", "level", "shape", "mpp")
+    __slots__ = ("_counts", "_stride", "_scale", "_ratio", "_cells", "_tissue", "level", "shape", "mpp", "labels")
 
     _counts: tuple[int, int]
     _stride: tuple[int, int]
@@ -109,11 +111,13 @@ class Plan(Sequence[TileSpec]):
     level: int
     shape: tuple[int, int]
     mpp: tuple[float, float] | None
+    #: the tiles' label fractions and annotations (``tile_plan(annotations=...)``), else None
+    labels: PlanLabels | None
 
     def __init__(self, counts: tuple[int, int], stride: tuple[int, int], shape: tuple[int, int],
                  scale: tuple[float, float], ratio: tuple[float, float], level: int,
                  mpp: tuple[float, float] | None, cells: np.ndarray | None = None,
-                 tissue: np.ndarray | None = None) -> None:
+                 tissue: np.ndarray | None = None, labels: PlanLabels | None = None) -> None:
         self._counts = (int(counts[0]), int(counts[1]))  # rows and columns of the tiling grid
         self._stride = (int(stride[0]), int(stride[1]))
         self._scale = (float(scale[0]), float(scale[1]))  # level-0 pixels per frame pixel
@@ -121,6 +125,7 @@ class Plan(Sequence[TileSpec]):
         self._cells = None if cells is None else np.ascontiguousarray(cells, dtype=np.int64)
         self._tissue = None if tissue is None else np.ascontiguousarray(tissue, dtype=np.float64)
         self.level, self.shape, self.mpp = int(level), (int(shape[0]), int(shape[1])), mpp
+        self.labels = labels
 
     def __len__(self) -> int:
         return self._counts[0] * self._counts[1] if self._cells is None else len(self._cells)
@@ -193,7 +198,7 @@ class Plan(Sequence[TileSpec]):
         cells = positions if self._cells is None else self._cells[positions]
         tissue = None if self._tissue is None else self._tissue[positions]
         return Plan(self._counts, self._stride, self.shape, self._scale, self._ratio, self.level, self.mpp,
-                    cells, tissue)
+                    cells, tissue, None if self.labels is None else self.labels.take(positions))
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, (Plan, list, tuple)):
@@ -215,7 +220,8 @@ _BLOCK = 8192
 def make_plan(slide: SlideBackend, shape: IntOrPair = 3000, stride: IntOrPair | None = None, pad: bool = False,
               level: int | None = 0, *, mpp: float | tuple[float, float] | None = None,
               magnification: float | None = None, min_tissue: float | None = None,
-              tissue_mask: TissueMask | np.ndarray | bool | None = None) -> Plan:
+              tissue_mask: TissueMask | np.ndarray | bool | None = None, annotations: Annotations | None = None,
+              min_label: dict[str, float] | None = None) -> Plan:
     """The tiles ``slide.generate_tiles`` reads for these arguments, in row-major order.
 
     ``level`` tiles one level in its own pixels; ``mpp`` or ``magnification`` tile the
@@ -224,6 +230,9 @@ def make_plan(slide: SlideBackend, shape: IntOrPair = 3000, stride: IntOrPair | 
     ``tissue_mask`` (a :class:`~wsikit.tissue.TissueMask`, a boolean 2-D array covering
     the whole slide, or True to compute one) gives the mask, else one is computed when
     ``min_tissue`` asks for it. With a mask every TileSpec carries its ``tissue`` fraction.
+    ``annotations`` (:func:`wsikit.read_annotations`) give the plan its tiles' label fractions
+    (``plan.labels``; tiles read from it get ``labels`` and ``masks``); ``min_label``
+    ({class: fraction}) keeps the tiles with at least that fraction of every class named.
     """
     shape = as_pair(shape, "shape", minimum=1)
     stride = shape if stride is None else as_pair(stride, "stride", minimum=1)
@@ -274,7 +283,12 @@ def make_plan(slide: SlideBackend, shape: IntOrPair = 3000, stride: IntOrPair | 
         if min_tissue is not None:
             cells = np.flatnonzero(tissue >= min_tissue)
             tissue = tissue[cells]
-    return Plan((rows, cols), stride, shape, scale, ratio, read_level, tile_mpp, cells, tissue)
+    plan = Plan((rows, cols), stride, shape, scale, ratio, read_level, tile_mpp, cells, tissue)
+    if annotations is not None or min_label is not None:
+        from .annotations.planning import label_plan
+
+        plan = label_plan(slide, plan, annotations, min_label)
+    return plan
 
 
 def _tissue_fractions(mask: TissueMask, start: int, stop: int, cols: int, stride: tuple[int, int],

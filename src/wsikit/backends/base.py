@@ -41,6 +41,7 @@ from ..remote.urls import is_url
 from ..reader.stream import RegionRequest, RejectedRequest, Request, read_requests
 from ..reader.tiles import SkippedTileWarning, TileStream, close_stream, plan_requests
 from ..tiling import clip_box, thumbnail_shape
+from ..annotations.planning import tile_labeller
 from .associated import AssociatedImages
 from .metadata import positive_float, write_resolution
 from .options import check_errors, keyword_parameters, refuse_unknown_options
@@ -435,16 +436,17 @@ class SlideBackend(ABC):
     def tile_plan(self, shape: tuple[int, int] | int = 3000, stride: tuple[int, int] | int | None = None,
                   pad: bool = False, level: int | None = 0, *, mpp: float | tuple[float, float] | None = None,
                   magnification: float | None = None, min_tissue: float | None = None,
-                  tissue_mask: Any = None) -> Plan:
+                  tissue_mask: Any = None, annotations: Any = None, min_label: dict[str, float] | None = None) -> Plan:
         """The :class:`~wsikit.plan.Plan` (a sequence of TileSpecs) that ``generate_tiles``
         reads for these arguments; see :func:`wsikit.plan.make_plan`."""
         return make_plan(self, shape=shape, stride=stride, pad=pad, level=level, mpp=mpp,
-                         magnification=magnification, min_tissue=min_tissue, tissue_mask=tissue_mask)
+                         magnification=magnification, min_tissue=min_tissue, tissue_mask=tissue_mask,
+                         annotations=annotations, min_label=min_label)
 
     def generate_tiles(self, shape: tuple[int, int] | int = 3000, stride: tuple[int, int] | int | None = None,
                        pad: bool = False, level: int | None = 0, *, mpp: float | tuple[float, float] | None = None,
                        magnification: float | None = None, min_tissue: float | None = None, tissue_mask: Any = None,
-                       workers: int | None = None, normalize: bool = True, errors: str = "raise",
+                       annotations: Any = None, min_label: dict[str, float] | None = None, workers: int | None = None, normalize: bool = True, errors: str = "raise",
                        **options: Any) -> TileStream:
         """Tiles of ``shape`` (h, w) every ``stride`` pixels, row-major, on the tiling grid of
         PathML's ``generate_tiles`` (see :mod:`wsikit.tiling`).
@@ -453,14 +455,15 @@ class SlideBackend(ABC):
         inside it, zero outside. Read on ``workers`` threads (default: all cores; 1 reads
         sequentially). ``errors="skip"`` skips unreadable tiles with a SkippedTileWarning,
         listed in the returned iterator's ``skipped_tiles``. The keyword arguments
-        ``mpp``, ``magnification``, ``min_tissue`` and ``tissue_mask`` choose tiles (see
-        :meth:`tile_plan`); others are the backend's read options (see ``extract_region``).
+        ``mpp``, ``magnification``, ``min_tissue``, ``tissue_mask``, ``annotations`` (tiles get
+        ``labels`` and ``masks``) and ``min_label`` choose tiles (see :meth:`tile_plan`); others
+        are the backend's read options (see ``extract_region``).
         """
         self._ensure_usable()
         check_errors(errors)
         self._check_read_options(options)
         plan = self.tile_plan(shape, stride, pad, level, mpp=mpp, magnification=magnification, min_tissue=min_tissue,
-                              tissue_mask=tissue_mask)
+                              tissue_mask=tissue_mask, annotations=annotations, min_label=min_label)
         return self.read_plan(plan, workers=workers, normalize=normalize, errors=errors, **options)
 
     def read_plan(self, plan: Plan | Iterable[TileSpec], *, workers: int | None = None, normalize: bool = True,
@@ -473,7 +476,7 @@ class SlideBackend(ABC):
         workers = self._check_workers(workers)
         results = read_requests(self, plan_requests(plan), normalize=bool(normalize), workers=workers,
                                 options=options, plan=plan if isinstance(plan, Plan) else None)
-        stream = TileStream(results, skip=errors == "skip")
+        stream = TileStream(results, skip=errors == "skip", labeller=tile_labeller(plan))
         self._last_skipped.tiles = stream.skipped_tiles
         return stream
 

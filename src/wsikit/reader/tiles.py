@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable, Sequence
-from typing import Generator, Iterator
+from typing import Callable, Generator, Iterator
 
 from ..errors import SlideError
 from ..plan import Plan, TileSpec
@@ -25,11 +25,14 @@ class TileStream(Iterator[Tile]):
     of the tiles skipped so far (only with ``errors="skip"``; otherwise the first unreadable
     tile raises its SlideError)."""
 
-    def __init__(self, results: Iterator[Result], skip: bool) -> None:
+    def __init__(self, results: Iterator[Result], skip: bool,
+                 labeller: Callable[[Generator[Tile, None, None]], Generator[Tile, None, None]] | None = None) -> None:
         self.skipped_tiles: list[tuple[tuple[int, int], str]] = []
         # The generator holds the list, not the stream: no reference cycle, so a stream
         # dropped half-read is closed (and its threads end) at once, not at the next GC.
         self._tiles = _tiles(results, skip, self.skipped_tiles)
+        if labeller is not None:  # fills each tile's labels and masks (a plan with annotations)
+            self._tiles = labeller(self._tiles)  # a generator that closes the one it wraps
 
     def __iter__(self) -> TileStream:
         return self

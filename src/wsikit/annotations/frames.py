@@ -1,0 +1,83 @@
+"""Where each pixel of a tile lies in level-0 coordinates: the one mapping masks use.
+
+A tile is read from the box ``read_location`` + ``read_size`` of its level (pixels of that
+level) and resampled to ``shape``; level ``L`` pixel (i, j) covers level-0
+[i * s_i, (i + 1) * s_i) x [j * s_j, (j + 1) * s_j), s = ``slide.level_scale(L)``. So the
+centre of tile pixel (r, c) is, in level-0 pixels (y = row, x = column)::
+
+    y = (read_i + (r + 0.5) * read_h / h) * s_i
+    x = (read_j + (c + 0.5) * read_w / w) * s_j
+
+and the tile covers the level-0 box [read_i * s_i, (read_i + read_h) * s_i) x
+[read_j * s_j, (read_j + read_w) * s_j), whose area is the denominator of the label
+fractions. At level tiling read_size == shape and the centres are (read_i + r + 0.5) * s_i.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+
+
+class TileFrames(NamedTuple):
+    """A block of tiles of one shape read from one level: ``read`` is (n, 4) float64
+    read_i, read_j, read_h, read_w; ``shape`` (h, w); ``scale`` the level's (s_i, s_j)."""
+
+    read: np.ndarray
+    shape: tuple[int, int]
+    scale: tuple[float, float]
+
+    @classmethod
+    def of_specs(cls, specs: Sequence[object], scale: tuple[float, float]) -> TileFrames:
+        """Frames of TileSpecs (all of one shape and level)."""
+        read = np.array([(*s.read_location, *s.read_size) for s in specs],  # type: ignore[attr-defined]
+                        dtype=np.float64).reshape(-1, 4)
+        shape = tuple(specs[0].shape) if specs else (1, 1)  # type: ignore[attr-defined]
+        return cls(read, (int(shape[0]), int(shape[1])), (float(scale[0]), float(scale[1])))
+
+    def __len__(self) -> int:  # the number of tiles, not of fields
+        return len(self.read)
+
+    def boxes(self) -> np.ndarray:
+        """(n, 4) level-0 boxes x0, y0, x1, y1 (shapely's order: x = column)."""
+        si, sj = self.scale
+        ri, rj, rh, rw = self.read.T
+        return np.stack([rj * sj, ri * si, (rj + rw) * sj, (ri + rh) * si], axis=1)
+
+    def row_centres(self, tiles: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Level-0 y of the centres of pixel rows ``rows`` of tiles ``tiles`` (arrays that broadcast)."""
+        return centre(self.read[tiles, 0], self.read[tiles, 2], self.shape[0], self.scale[0], rows)
+
+    def column_centres(self, tiles: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Level-0 x of the centres of pixel columns ``cols`` of tiles ``tiles``."""
+        return centre(self.read[tiles, 1], self.read[tiles, 3], self.shape[1], self.scale[1], cols)
+
+    def first_row_at_least(self, tiles: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """The first pixel row of each tile whose centre's y is >= ``y`` (h when none)."""
+        return _first_at_least(self.read[tiles, 0], self.read[tiles, 2], self.shape[0], self.scale[0], y)
+
+    def first_column_at_least(self, tiles: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """The first pixel column of each tile whose centre's x is >= ``x`` (w when none)."""
+        return _first_at_least(self.read[tiles, 1], self.read[tiles, 3], self.shape[1], self.scale[1], x)
+
+
+def centre(start: np.ndarray, size: np.ndarray, n: int, scale: float, k: np.ndarray) -> np.ndarray:
+    """Level-0 coordinate of the centre of pixel ``k`` along one axis (see the module notes)."""
+    return (start + (k + 0.5) * size / n) * scale
+
+
+def _first_at_least(start: np.ndarray, size: np.ndarray, n: int, scale: float, v: np.ndarray) -> np.ndarray:
+    # Solve the centre formula for k, then step by one where float rounding left the
+    # estimate off: the answer must agree with `centre` itself, computed the same way.
+    with np.errstate(invalid="ignore", over="ignore"):
+        estimate = np.ceil((v / scale - start) * n / size - 0.5)
+    k = np.clip(np.nan_to_num(estimate, nan=0.0), 0, n).astype(np.int64)
+    for _ in range(3):
+        down = (k > 0) & (centre(start, size, n, scale, k - 1) >= v)
+        k = k - down
+        up = (k < n) & (centre(start, size, n, scale, k) < v)
+        k = k + up
+        if not (down.any() or up.any()):
+            break
+    return k

@@ -1,0 +1,94 @@
+"""Exact masks of polygons at pixel centres, many tiles at once, with numpy only.
+
+Rule: a pixel is in the region when its centre lies inside it; a centre on the boundary is
+not (shapely's ``contains_xy``). For each pixel row of a tile, every polygon edge that the
+row's centre line crosses (half-open in y, so that a vertex on the line counts once) gives
+the crossing's x; the pixel is inside when an odd number of crossings lie left of its
+centre (even-odd rule; the region's pieces do not overlap, so even-odd is the union).
+
+All rows of all tiles of a block are done together: each crossing becomes a toggle at a
+position of the flattened (tiles, h, w) output, and the output is the parity of the
+toggles before each position, made by one ``np.repeat`` of alternating runs. A crossing
+right of the tile toggles at the start of the next row; as every row has an even number of
+crossings, that restores the parity there. Where a crossing falls exactly on a pixel
+centre, or a horizontal edge exactly on a row of centres (points on the boundary, which
+floating point cannot place by parity), the row is redone with ``shapely.contains_xy``.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .frames import TileFrames
+
+if TYPE_CHECKING:
+    from shapely import Geometry
+
+
+def ring_edges(pieces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(edges, starts): (E, 4) float64 x0, y0, x1, y1 of every ring edge of every polygon in
+    ``pieces``, and (len(pieces) + 1,) offsets: piece k's edges are edges[starts[k]:starts[k+1]]."""
+    import shapely
+
+    parts, part_of = shapely.get_parts(pieces, return_index=True)
+    rings, ring_of = shapely.get_rings(parts, return_index=True)
+    coords, coord_of = shapely.get_coordinates(rings, return_index=True)
+    same_ring = coord_of[:-1] == coord_of[1:]
+    edges = np.concatenate([coords[:-1], coords[1:]], axis=1)[same_ring]
+    owner = part_of[ring_of[coord_of[:-1][same_ring]]]  # the piece of each edge, ascending
+    starts = np.searchsorted(owner, np.arange(len(pieces) + 1), side="left")
+    return np.ascontiguousarray(edges), starts.astype(np.int64)
+
+
+def fill(edges: np.ndarray, starts: np.ndarray, pair_piece: np.ndarray, pair_slot: np.ndarray,
+         slot_tile: np.ndarray, frames: TileFrames, slot_geometry: list[Geometry]) -> np.ndarray:
+    """(slots, h, w) bool masks: slot s is tile ``slot_tile[s]`` of ``frames`` inside the union
+    of the pieces paired with it (``pair_piece[k]`` belongs to slot ``pair_slot[k]``);
+    ``slot_geometry[s]`` is the whole region, used for rows with points on its boundary."""
+    import shapely
+
+    h, w = frames.shape
+    n_slots = len(slot_tile)
+    counts = starts[pair_piece + 1] - starts[pair_piece]
+    total = int(counts.sum())
+    first = np.repeat(starts[pair_piece] - (np.cumsum(counts) - counts), counts)
+    edge = edges[first + np.arange(total)]
+    slot = np.repeat(pair_slot, counts)
+    tile = slot_tile[slot]
+    x0, y0, x1, y1 = edge[:, 0], edge[:, 1], edge[:, 2], edge[:, 3]
+    redo: list[np.ndarray] = []  # (slot, row) pairs recomputed exactly
+
+    flat = y0 == y1
+    if flat.any():  # a horizontal edge exactly on a row of centres
+        rows = frames.first_row_at_least(tile[flat], y0[flat])
+        on = (rows < h) & (frames.row_centres(tile[flat], np.minimum(rows, h - 1)) == y0[flat])
+        redo.append(np.stack([slot[flat][on], rows[on]], axis=1))
+    keep = ~flat
+    x0, y0, x1, y1, slot, tile = x0[keep], y0[keep], x1[keep], y1[keep], slot[keep], tile[keep]
+    row_lo = frames.first_row_at_least(tile, np.minimum(y0, y1))
+    row_hi = frames.first_row_at_least(tile, np.maximum(y0, y1))
+    crossings = np.maximum(row_hi - row_lo, 0)
+    n = int(crossings.sum())
+    of = np.repeat(np.arange(len(crossings)), crossings)
+    row = row_lo[of] + (np.arange(n) - np.repeat(np.cumsum(crossings) - crossings, crossings))
+    t = tile[of]
+    y = frames.row_centres(t, row)
+    x = x0[of] + (y - y0[of]) * ((x1 - x0) / (y1 - y0))[of]
+    col = frames.first_column_at_least(t, x)
+    on = (col < w) & (frames.column_centres(t, np.minimum(col, w - 1)) == x)
+    if on.any():
+        redo.append(np.stack([slot[of][on], row[on]], axis=1))
+
+    positions = np.sort((slot[of] * h + row) * w + col)
+    runs = np.diff(np.concatenate(([0], positions, [n_slots * h * w])))
+    parity = (np.arange(len(runs)) & 1).astype(bool)
+    masks = np.repeat(parity, runs).reshape(n_slots, h, w)
+
+    if redo:
+        for s, r in np.unique(np.concatenate(redo), axis=0).tolist():
+            tiles = np.array([slot_tile[s]])
+            ys = frames.row_centres(tiles, np.array([r]))[0]
+            xs = frames.column_centres(np.repeat(tiles, w), np.arange(w))
+            masks[s, r] = shapely.contains_xy(slot_geometry[s], xs, ys)
+    return masks
