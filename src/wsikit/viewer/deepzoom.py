@@ -11,17 +11,20 @@ that level's own pixels and area-averaged (:func:`wsikit.pixels.resample_area`) 
 tile's size when the two differ; where a pyramid level is exactly a DZI level the tile is
 ``extract_region`` at that level, pixel for pixel. The coarse DZI levels of a brightfield
 slide with no reduced level near them (a single-level scan) would read a large part of
-level 0 per tile; they are cut from one thumbnail of the slide instead
-(``SlideBackend.get_thumbnail``, which reads in bands with bounded memory).
+level 0 per tile; when a tile would read more than ``MAX_DIRECT_PIXELS`` they are cut from
+one thumbnail of the slide instead (``SlideBackend.get_thumbnail``, which reads in bands
+with bounded memory). Where the source level's downsample divides the DZI level's, a DZI
+pixel is the exact mean of the source pixels it covers (:func:`reduce_to`).
 """
 from __future__ import annotations
 
+import math
 import threading
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..pixels import resample_area
+from ..pixels import block_mean, resample_area
 from ..plan import best_level
 
 if TYPE_CHECKING:
@@ -29,10 +32,10 @@ if TYPE_CHECKING:
 
 TILE_SIZE = 256
 #: DZI levels at most this many pixels on their longer side may be cut from one thumbnail
-OVERVIEW_SIZE = 2048
-#: a tile is cut from the thumbnail when reading it directly would reduce the source level
-#: more than this many times along an axis
-MAX_DIRECT_REDUCTION = 4
+OVERVIEW_SIZE = 4096
+#: a brightfield tile is cut from the thumbnail when reading it directly would read more
+#: than this many pixels of its source level
+MAX_DIRECT_PIXELS = 16 * 1024**2
 
 
 class TileOutOfRange(ValueError):
@@ -109,16 +112,17 @@ class TileReader:
         bottom, right = min((i + h) * d, h0), min((j + w) * d, w0)
         source = self.source_level(level)
         si, sj = self.slide.level_scale(source)
-        if self.slide.is_rgb and not options and d / min(si, sj) > MAX_DIRECT_REDUCTION:
+        lh, lw = self.slide.level_shapes[source]
+        a, c = min(int(round(top / si)), lh - 1), min(int(round(left / sj)), lw - 1)
+        b = min(max(a + 1, int(math.ceil(bottom / si - 1e-6))), lh)
+        e = min(max(c + 1, int(math.ceil(right / sj - 1e-6))), lw)
+        if (b - a) * (e - c) > MAX_DIRECT_PIXELS and self.slide.is_rgb and not options:
             overview = self._overview_for(level)
             if overview is not None:
                 return self._cut_overview(overview, level, (i, j, h, w))
-        lh, lw = self.slide.level_shapes[source]
-        a, c = min(int(round(top / si)), lh - 1), min(int(round(left / sj)), lw - 1)
-        b = min(max(a + 1, int(round(bottom / si))), lh)
-        e = min(max(c + 1, int(round(right / sj))), lw)
-        pixels = self.slide.extract_region((a, c), (b - a, e - c), level=source, normalize=False, **options)
-        return resample_area(np.asarray(pixels), (h, w))
+        pixels = np.asarray(self.slide.extract_region((a, c), (b - a, e - c), level=source, normalize=False,
+                                                      **options))
+        return reduce_to(pixels, (h, w), d / si, d / sj)
 
     def _overview_for(self, level: int) -> tuple[int, np.ndarray] | None:
         """(DZI level, pixels) of the thumbnail that covers ``level``, or None when ``level``
@@ -138,4 +142,21 @@ class TileReader:
         f = 1 << (top - level)
         i, j, h, w = box
         part = image[i * f: (i + h) * f, j * f: (j + w) * f]
-        return resample_area(part, (h, w))
+        return reduce_to(part, (h, w), f, f)
+
+
+def reduce_to(pixels: np.ndarray, shape: tuple[int, int], fi: float, fj: float) -> np.ndarray:
+    """``pixels`` reduced ``fi`` x ``fj`` times to ``shape``: whole-block means when the
+    factors are whole numbers (a DZI pixel is the mean of the source pixels it covers,
+    fewer at the image's edge), area averaging otherwise; the dtype is kept."""
+    if pixels.shape[:2] == tuple(shape):
+        return pixels
+    whole = round(fi) == round(fj) and abs(fi - round(fi)) < 1e-9 and abs(fj - round(fj)) < 1e-9 and fi >= 1
+    if whole:
+        f = int(round(fi))
+        reduced = block_mean(pixels, f)
+        if reduced.shape[:2] == tuple(shape):
+            if np.issubdtype(pixels.dtype, np.integer):
+                return np.rint(reduced).astype(pixels.dtype)
+            return reduced.astype(pixels.dtype)
+    return resample_area(pixels, shape)
