@@ -10,6 +10,7 @@ from .base import SkippedTileWarning, SlideBackend
 _REGISTRY: dict[str, tuple[str, str]] = {
     "tiff": ("wsikit.backends.tiff", "TiffBackend"),
     "dicom": ("wsikit.backends.dicom", "DICOMBackend"),
+    "dicomweb": ("wsikit.backends.dicomweb", "DICOMwebBackend"),
     "openslide": ("wsikit.backends.openslide", "OpenSlideBackend"),
     "bioformats": ("wsikit.backends.bioformats", "BioFormatsBackend"),
 }

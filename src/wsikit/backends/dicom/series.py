@@ -60,8 +60,12 @@ class Instance:
         return -(-h // th), -(-w // tw)
 
 
-def read_instance(path: str, header: tuple[Dataset, int] | None = None) -> Instance | None:
+def read_instance(path: str, header: tuple[Dataset, int] | None = None, *,
+                  file_size: int | None = None) -> Instance | None:
     """The instance a file holds, or None when it is not a whole-slide image.
+
+    ``file_size`` is the file's size when known (a header that came over the network
+    rather than from a file at ``path``).
 
     Raises CorruptSlideError / UnsupportedFormatError for a whole-slide image whose header
     cannot describe a readable image.
@@ -115,7 +119,8 @@ def read_instance(path: str, header: tuple[Dataset, int] | None = None) -> Insta
         concatenation=concatenation, concatenation_number=int_or(element_value(ds, "InConcatenationNumber", 0), 0),
         frame_offset=int_or(element_value(ds, "ConcatenationFrameOffsetNumber", 0), 0) or 0, optical_path_ids=paths,
         focal_plane_count=int_or(element_value(ds, "TotalPixelMatrixFocalPlanes"), None), uid=uid,
-        pyramid=str(element_value(ds, "PyramidUID", "")), file_size=os.path.getsize(path),
+        pyramid=str(element_value(ds, "PyramidUID", "")),
+        file_size=os.path.getsize(path) if file_size is None else file_size,
     )
 
 

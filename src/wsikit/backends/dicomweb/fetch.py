@@ -1,0 +1,267 @@
+"""Frames of a DICOMweb series fetched in batches, ahead of use, their bytes kept in a bounded cache.
+
+:class:`FrameStore` answers "the bytes of frame n of instance i" for the decoders. Frames
+are asked for in batches, one request per batch (``.../instances/I/frames/3,4,5,...``),
+in the stored transfer syntax (``transfer-syntax=*``: the server sends the bytes it holds,
+never transcodes them). Several batches are in flight at once, on a small pool of request
+threads, so that the network's latency is paid once per window rather than once per frame.
+
+:class:`ReadAhead` decides what to fetch: reading a level goes on in row-major order (tiles,
+regions, thumbnails read in bands), so when a frame is asked for, the frames that follow
+it in the level's row-major order are fetched too. The window starts small (an isolated
+read fetches little more than it needs) and grows while reads go on in order, up to a
+bound in bytes.
+
+Every answer is checked before its bytes are kept (:meth:`FrameStore._check_frames`): the
+number of parts, each part's type, transfer syntax and Content-Location, the size of
+uncompressed frames. A wrong answer is retried by the client, then fails as a
+:class:`~.client.DICOMwebError` naming the URL and status; the frames of a failed batch
+are not kept, so a later read asks again.
+"""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from .client import Answer, DICOMwebError, HTTPClient
+from .multipart import BadAnswer, media_type, split_multipart
+
+FRAMES_ACCEPT = 'multipart/related; type="application/octet-stream"; transfer-syntax=*'
+# Before any frame has arrived, frames are taken to be this large (a 256-pixel JPEG).
+_GUESSED_FRAME_BYTES = 24 * 1024
+# Read-ahead: the first window, the most frames ever requested ahead, and one request's most.
+_FIRST_WINDOW = 32
+_MAX_WINDOW = 4096
+_MAX_BATCH = 1024
+_NOT_FRAME_TYPES = ("text/", "application/json", "application/dicom+json", "application/dicom+xml")
+
+
+@dataclass
+class RemoteInstance:
+    """What fetching an instance's frames needs to know."""
+
+    url: str
+    transfer_syntax: str | None  # as stored; None until known (then the first answer says)
+    native_frame_bytes: int | None = None  # the exact size of an uncompressed frame, when uncompressed
+
+
+class FrameStore:
+    """Frame bytes by (instance, 1-based frame number): cached, fetched in batches, several at once."""
+
+    def __init__(self, client: HTTPClient, *, cache_bytes: int, request_bytes: int, requests: int) -> None:
+        self.client = client
+        self.instances: list[RemoteInstance] = []
+        self.cache_bytes = max(0, cache_bytes)
+        self.request_bytes = request_bytes
+        self.requests = max(1, requests)
+        self._lock = threading.Lock()
+        self._cache: OrderedDict[tuple[int, int], bytes] = OrderedDict()
+        self._cached_bytes = 0
+        self._pending: dict[tuple[int, int], Future[dict[int, bytes]]] = {}
+        self._executor = self._new_executor()
+        self._seen_frames = 0
+        self._seen_bytes = 0
+        self.batches = 0  # requests for frames made (for measurements and tests)
+
+    def _new_executor(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(self.requests, thread_name_prefix="wsikit-dicomweb")
+
+    def add_instance(self, instance: RemoteInstance) -> int:
+        self.instances.append(instance)
+        return len(self.instances) - 1
+
+    # -- sizes -----------------------------------------------------------------------------
+    @property
+    def frame_bytes(self) -> int:
+        """The mean size of the frames fetched so far (a guess before the first)."""
+        with self._lock:
+            return self._seen_bytes // self._seen_frames if self._seen_frames else _GUESSED_FRAME_BYTES
+
+    def batch_frames(self) -> int:
+        """Frames per request: ``request_bytes`` worth."""
+        return max(1, min(_MAX_BATCH, self.request_bytes // max(1, self.frame_bytes)))
+
+    def max_window(self) -> int:
+        """Frames fetched ahead at most: what the cache can hold twice over, and enough batches
+        to keep every request thread busy."""
+        per_frame = max(1, self.frame_bytes)
+        by_cache = self.cache_bytes // 2 // per_frame
+        return max(1, min(_MAX_WINDOW, by_cache, self.requests * self.batch_frames()))
+
+    # -- reading ---------------------------------------------------------------------------
+    def frame(self, instance: int, number: int) -> bytes:
+        """The bytes of frame ``number`` (1-based) of ``instance``, fetched if need be."""
+        key = (instance, number)
+        with self._lock:
+            data = self._cache.get(key)
+            if data is not None:
+                self._cache.move_to_end(key)
+                return data
+            future = self._pending.get(key)
+            if future is None:
+                future = self._submit_locked(instance, [number])
+        try:
+            return future.result()[number]
+        except CancelledError:
+            raise DICOMwebError(self.instances[instance].url, "the slide was closed while its frames were being "
+                                                              "fetched") from None
+
+    def prefetch(self, frames: Sequence[tuple[int, int]]) -> None:
+        """Ask for ``frames`` ((instance, number) pairs, in the order they will be needed) in
+        batches, leaving out those cached or already asked for."""
+        batch = self.batch_frames()
+        with self._lock:
+            run: list[int] = []
+            run_instance = -1
+            for key in frames:
+                if key in self._cache or key in self._pending:
+                    continue
+                if key[0] != run_instance or len(run) >= batch:
+                    if run:
+                        self._submit_locked(run_instance, run)
+                    run, run_instance = [], key[0]
+                run.append(key[1])
+            if run:
+                self._submit_locked(run_instance, run)
+
+    def _submit_locked(self, instance: int, numbers: list[int]) -> Future[dict[int, bytes]]:
+        future = self._executor.submit(self._fetch, instance, numbers)
+        for number in numbers:
+            self._pending[(instance, number)] = future
+        self.batches += 1
+        return future
+
+    def _fetch(self, instance: int, numbers: list[int]) -> dict[int, bytes]:
+        try:
+            frames = self.fetch_now(instance, numbers)
+        except BaseException:
+            with self._lock:  # not kept: a later read asks again
+                for number in numbers:
+                    self._pending.pop((instance, number), None)
+            raise
+        with self._lock:  # kept before no longer pending, so that no read asks for them twice
+            for number, data in frames.items():
+                self._keep_locked((instance, number), data)
+            for number in numbers:
+                self._pending.pop((instance, number), None)
+        return frames
+
+    def fetch_now(self, instance: int, numbers: list[int]) -> dict[int, bytes]:
+        """Fetch frames ``numbers`` of ``instance`` in one request, on this thread, checked."""
+        target = self.instances[instance]
+        url = f"{target.url}/frames/{','.join(str(n) for n in numbers)}"
+        what = f"frame {numbers[0]}" if len(numbers) == 1 else f"{len(numbers)} frames from frame {numbers[0]}"
+
+        def check(answer: Answer) -> dict[int, bytes]:
+            return self._check_frames(target, numbers, answer)
+
+        shown = f"{target.url}/frames/{numbers[0]}" + (f",...({len(numbers)} frames)" if len(numbers) > 1 else "")
+        frames = self.client.get(url, FRAMES_ACCEPT, check, what, shown_url=shown)
+        with self._lock:
+            self._seen_frames += len(frames)
+            self._seen_bytes += sum(len(v) for v in frames.values())
+        return frames
+
+    @staticmethod
+    def _check_frames(target: RemoteInstance, numbers: list[int], answer: Answer) -> dict[int, bytes]:
+        parts = split_multipart(answer.content_type, answer.body)
+        if len(parts) != len(numbers):
+            raise BadAnswer(f"{len(parts)} parts for the {len(numbers)} frames asked for")
+        frames: dict[int, bytes] = {}
+        for number, part in zip(numbers, parts):
+            kind, params = media_type(part.content_type)
+            if kind.startswith(_NOT_FRAME_TYPES):
+                raise BadAnswer(f"frame {number} came as {kind}, not as image data")
+            syntax = params.get("transfer-syntax")
+            if syntax is not None and syntax != "*":
+                if target.transfer_syntax is None:
+                    target.transfer_syntax = syntax  # the first answer says how the frames are stored
+                elif syntax != target.transfer_syntax:
+                    raise BadAnswer(f"frame {number} came in transfer syntax {syntax}, the instance's frames are "
+                                    f"stored in {target.transfer_syntax}")
+            location = part.headers.get("content-location")
+            if location and location.rstrip("/").rsplit("/", 2)[-2:] != ["frames", str(number)]:
+                raise BadAnswer(f"the part for frame {number} is frame {location.rstrip('/').rsplit('/', 1)[-1]!r}")
+            if not part.data:
+                raise BadAnswer(f"frame {number} is empty")
+            expected = target.native_frame_bytes
+            if expected is not None and len(part.data) not in (expected, expected + 1):
+                raise BadAnswer(f"uncompressed frame {number} has {len(part.data)} bytes, not {expected}")
+            frames[number] = part.data
+        return frames
+
+    # -- the cache -------------------------------------------------------------------------
+    def _keep_locked(self, key: tuple[int, int], data: bytes) -> None:
+        if len(data) > self.cache_bytes:
+            return
+        old = self._cache.pop(key, None)
+        if old is not None:
+            self._cached_bytes -= len(old)
+        self._cache[key] = data
+        self._cached_bytes += len(data)
+        while self._cached_bytes > self.cache_bytes and self._cache:
+            _, dropped = self._cache.popitem(last=False)
+            self._cached_bytes -= len(dropped)
+
+    @property
+    def cached_bytes(self) -> int:
+        return self._cached_bytes
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            self._cache.clear()
+            self._cached_bytes = 0
+        self.client.close()
+
+    def after_fork(self) -> None:
+        """In a forked child: new threads, locks and connections; the parent's requests are not ours."""
+        self._lock = threading.Lock()
+        self._pending = {}
+        self._executor = self._new_executor()
+        self.client.renew()
+
+
+class ReadAhead:
+    """Fetches the frames of one level ahead of reads, in row-major order (see the module docstring)."""
+
+    def __init__(self, store: FrameStore, cells: np.ndarray, where: np.ndarray) -> None:
+        self.store = store
+        self.cells = np.asarray(cells).ravel()  # row-major grid cell -> level frame index (-1: none)
+        self.where = np.asarray(where)  # level frame index -> (store instance, 1-based frame number)
+        self._lock = threading.Lock()
+        self._ahead_to = 0  # cells up to here (row-major) have been asked for
+        self._run = 0  # reads in order since the last jump
+
+    def touch(self, cell: int) -> None:
+        """Cell ``cell`` (row-major) is about to be read: fetch it, and what follows it, ahead."""
+        limit = self.store.max_window()
+        with self._lock:
+            window = min(limit, max(_FIRST_WINDOW, 2 * self._run))
+            if cell >= self._ahead_to or cell < self._ahead_to - 2 * limit:
+                start = cell  # a jump: start over from here, small
+                self._run = 0
+                window = min(limit, _FIRST_WINDOW)
+            elif self._ahead_to - cell > window // 2:
+                self._run += 1
+                return  # enough is on its way
+            else:
+                start = self._ahead_to
+                self._run += 1
+            end = min(len(self.cells), cell + window)
+            if end <= start:
+                return
+            self._ahead_to = end
+        chosen = self.cells[start:end]
+        frames = [(int(a), int(b)) for a, b in self.where[chosen[chosen >= 0]].tolist()]
+        if frames:
+            self.store.prefetch(frames)
+
+
+__all__ = ["FRAMES_ACCEPT", "FrameStore", "ReadAhead", "RemoteInstance"]

@@ -1,0 +1,145 @@
+"""Pixels read over DICOMweb (Orthanc) equal the local DICOM backend's reads of the same files, bit for bit."""
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+
+import wsikit
+from wsikit.backends.dicom import DICOMBackend
+from wsikit.backends.dicomweb import DICOMwebBackend
+
+from .conftest import SERIES, Served, served_or_skip
+
+NAMES = list(SERIES) + ["small_dicom"]
+
+
+@pytest.fixture(params=NAMES)
+def pair(request: pytest.FixtureRequest, served: dict[str, Served]):
+    item = served_or_skip(served, request.param)
+    remote = wsikit.open_slide(item.url)
+    local = DICOMBackend(item.folder)
+    yield remote, local
+    remote.close()
+    local.close()
+
+
+def test_opens_as_dicomweb_with_the_local_structure(pair) -> None:
+    remote, local = pair
+    assert isinstance(remote, DICOMwebBackend)
+    assert remote.level_shapes == local.level_shapes
+    assert remote.is_rgb == local.is_rgb and remote.dtype == local.dtype and remote.sizes == local.sizes
+    assert remote.mpp == local.mpp and remote.objective_power == local.objective_power
+    assert remote.optical_paths == local.optical_paths and remote.focal_planes == local.focal_planes
+    assert sorted(remote.associated_images) == sorted(local.associated_images)
+    for key, value in local.properties.items():
+        if key.startswith("dicom.") and key not in ("dicom.frame-index", "dicom.instances") and "unreadable" not in key:
+            assert _values(remote.properties.get(key)) == _values(value), key
+
+
+def _values(text: str | None) -> object:
+    """A property as compared: decimal strings (DS) come as JSON numbers over DICOMweb ("0" -> 0.0)."""
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.split("\\")]
+    except ValueError:
+        return text
+
+
+def test_every_level_whole_and_in_tiles(pair) -> None:
+    remote, local = pair
+    for level in range(local.level_count):
+        shape = local.level_shapes[level]
+        assert np.array_equal(remote.extract_region((0, 0), shape, level=level, normalize=False),
+                              local.extract_region((0, 0), shape, level=level, normalize=False)), level
+        remote_tiles = list(remote.generate_tiles(200, pad=True, level=level))
+        local_tiles = list(local.generate_tiles(200, pad=True, level=level))
+        assert len(remote_tiles) == len(local_tiles) > 0
+        for a, b in zip(remote_tiles, local_tiles):
+            assert a.coords == b.coords and np.array_equal(a.image, b.image), (level, a.coords)
+
+
+def test_unaligned_regions_and_thumbnails(pair) -> None:
+    remote, local = pair
+    h, w = local.shape
+    for location, size in (((h // 3, w // 5), (301, 257)), ((-20, w - 100), (150, 200)), ((7, 9), (1, 1))):
+        assert np.array_equal(remote.extract_region(location, size), local.extract_region(location, size))
+    for size in (64, (300, 200)):
+        assert np.array_equal(remote.get_thumbnail(size), local.get_thumbnail(size))
+
+
+def test_associated_images(pair) -> None:
+    remote, local = pair
+    for name, image in local.associated_images.items():
+        assert np.array_equal(remote.associated_images[name], image), name
+
+
+def test_read_regions_in_parallel(pair) -> None:
+    remote, local = pair
+    locations = [(i, j) for i in range(0, local.shape[0], 97) for j in range(0, local.shape[1], 151)]
+    for a, b in zip(remote.read_regions(locations, 120, workers=3), local.read_regions(locations, 120, workers=3)):
+        assert np.array_equal(a, b)
+
+
+def test_focal_planes_as_local(served: dict[str, Served]) -> None:
+    item = served["planes"]
+    with wsikit.open_slide(item.url) as remote, DICOMBackend(item.folder) as local:
+        assert len(remote.focal_planes) == 3
+        for plane in range(3):
+            for level in range(local.level_count):
+                shape = local.level_shapes[level]
+                assert np.array_equal(remote.extract_region((0, 0), shape, level=level, focal_plane=plane),
+                                      local.extract_region((0, 0), shape, level=level, focal_plane=plane))
+        with wsikit.open_slide(item.url, focal_plane=2) as chosen:
+            assert np.array_equal(chosen.extract_region((0, 0), chosen.shape),
+                                  local.extract_region((0, 0), local.shape, focal_plane=2))
+        with pytest.raises(ValueError, match="focal_plane"):
+            remote.extract_region((0, 0), 10, focal_plane=3)
+
+
+def test_small_dicom_colours_match_the_local_reader(served: dict[str, Served]) -> None:
+    """small_dicom.dcm says RGB but holds YCbCr JPEG: the stored bytes are decoded here, as locally."""
+    item = served_or_skip(served, "small_dicom")
+    with wsikit.open_slide(item.url) as remote, DICOMBackend(item.folder) as local:
+        assert remote.shape == (2638, 3236)
+        region = remote.extract_region((1000, 1000), (500, 500))
+        assert np.array_equal(region, local.extract_region((1000, 1000), (500, 500)))
+        assert region.mean(axis=(0, 1))[0] > region.mean(axis=(0, 1))[1]  # H&E: pink, not green
+
+
+def test_tiling_batches_frames(served: dict[str, Served]) -> None:
+    """Frames come in batches: far fewer requests than frames."""
+    item = served["concatenated-fragments"]
+    with wsikit.open_slide(item.url) as remote:
+        before = remote.requests_made
+        tiles = list(remote.generate_tiles(256, level=0))
+        frames = len(tiles)
+        assert frames == 12
+        assert remote.requests_made - before <= 4  # at most one per instance and read-ahead step
+    with wsikit.open_slide(item.url, storage_options={"wsikit_request_bytes": 4096}) as small_batches:
+        list(small_batches.generate_tiles(256, level=0))
+        assert small_batches.requests_made > remote.requests_made  # batches bounded by bytes
+
+
+def test_pickled_slide_reopens_with_its_options(served: dict[str, Served]) -> None:
+    item = served["sparse-jpeg"]
+    with wsikit.open_slide(item.url, headers={"X-Trace": "abc"}, cache_bytes=1 << 20) as remote:
+        clone = pickle.loads(pickle.dumps(remote))
+        try:
+            assert isinstance(clone, DICOMwebBackend) and clone.path == remote.path
+            assert np.array_equal(clone.extract_region((100, 200), (300, 300)),
+                                  remote.extract_region((100, 200), (300, 300)))
+        finally:
+            clone.close()
+
+
+def test_backend_name_and_url_forms(served: dict[str, Served]) -> None:
+    item = served["full-rle"]
+    with wsikit.open_slide(item.url + "/", backend="dicomweb") as remote:
+        assert remote.path == item.url
+        assert remote.properties["dicomweb.url"] == item.url
+    assert wsikit.open_slide.__module__  # the opener chose the backend by URL form above
+    with pytest.raises(wsikit.errors.UnsupportedFormatError, match="studies"):
+        wsikit.open_slide(item.url.rsplit("/series/", 1)[0], backend="dicomweb")
