@@ -23,6 +23,8 @@ from .opener import open_slide
 from .plan import Plan, TileSpec
 from .tile import Tile
 from .tissue import TissueMask, tissue_mask
+from .annotations import AnnotationError, Annotations, read_annotations
+from .dataset import TileDataset
 
 if TYPE_CHECKING:  # the checker sees the real classes; at run time __getattr__ imports them
     from .backends.bioformats import BioFormatsBackend
@@ -55,4 +57,5 @@ __all__ = [
     "SlideError", "UnsupportedFormatError", "CorruptSlideError", "LimitError", "BackendUnavailableError",
     "SkippedTileWarning", "get_max_bytes", "set_max_bytes", "backend_names", "register_backend",
     "TissueMask", "tissue_mask",
+    "read_annotations", "Annotations", "AnnotationError", "TileDataset",
 ]
