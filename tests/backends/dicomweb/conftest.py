@@ -54,8 +54,9 @@ def _image(name: str, seed: int) -> np.ndarray | list[np.ndarray] | None:
     return None
 
 
-def write_series(folder: Path, name: str) -> list[str]:
-    options = dict(SERIES[name])
+def write_series(folder: Path, name: str, **overrides: object) -> list[str]:
+    """The files of series ``name`` (``overrides``: other write_dicom_series arguments, e.g. another seed)."""
+    options = dict(SERIES[name], **overrides)
     sample = write_dicom_series(folder, _image(name, int(options["seed"])), **options)  # type: ignore[arg-type]
     return sample.files
 
