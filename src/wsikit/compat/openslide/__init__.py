@@ -36,7 +36,7 @@ from ... import __version__ as _wsikit_version
 from ...errors import BackendUnavailableError, CorruptSlideError, LimitError, SlideError, UnsupportedFormatError
 from ._formats import detect_vendor
 from ._properties import openslide_properties
-from ._regions import region_rgba
+from ._regions import region_image
 
 if TYPE_CHECKING:
     from PIL import Image, ImageCms
@@ -337,14 +337,12 @@ class OpenSlide(AbstractSlide):
         width, height = _as_int(size[0], "width"), _as_int(size[1], "height")
         if width < 0 or height < 0:
             raise OpenSlideError(f"negative width ({width}) or negative height ({height}) not allowed")
-        Image = _pil()
         if width == 0 or height == 0:
-            return Image.new("RGBA", (width, height))
+            return _pil().new("RGBA", (width, height))
         try:
-            pixels = region_rgba(backend, x, y, level, width, height)
+            image = region_image(backend, x, y, level, width, height)
         except SlideError as exc:
             raise _as_openslide_error(exc) from None
-        image = Image.fromarray(pixels, "RGBA")
         if self._profile is not None:
             image.info["icc_profile"] = self._profile
         return image
