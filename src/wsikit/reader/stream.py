@@ -24,6 +24,7 @@ import numpy as np
 from ..errors import CorruptSlideError, SlideError
 from ..limits import check_allocation
 from ..pixels import padded, resample_area
+from ..remote.prefetch import has_prefetch, prefetch_ahead
 from .tile_grid import TileGrid
 from .uses import UseCounter, count_uses
 from .workers import ordered_map
@@ -89,6 +90,8 @@ def read_requests(slide: SlideBackend, requests: Iterable[Request], *, normalize
         uses = plan_uses(plan, reading.grids[plan.level])
     elif isinstance(requests, (Sequence, np.ndarray)):
         uses = count_uses(reading.boxes_of(requests))
+    if has_prefetch(reading.grids):  # a remote file: announce the tiles of requests ahead (wsikit.remote)
+        requests = prefetch_ahead(requests, reading.box_of)
     stream = slide._reader.stream(requests, reading.box_of, reading.finish, workers=workers, uses=uses)
     return reading.results(stream)
 

@@ -43,6 +43,7 @@ from ...errors import CorruptSlideError
 from ...codestreams import jpeg_frame
 from ...limits import check_allocation, check_encoded_tile
 from ...reader import TileGrid
+from ...remote.source import ByteSource, LocalSource
 
 #: decode(ti, tj) of one native tile
 TileDecoder = Callable[[int, int], np.ndarray]
@@ -62,25 +63,20 @@ class NativeTiles:
     :meth:`reopen` gives the child its own descriptor and every decoder uses it.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, source: ByteSource | None = None) -> None:
         self.path = path
-        self.fd: int | None = open_for_pread(path)
+        # Where the bytes come from: the local file (os.pread) or a remote URL (wsikit.remote).
+        self.source: ByteSource = LocalSource(path) if source is None else source
         # The file does not change while it is open: one fstat, not one per tile (every
         # system call is a point where a reading thread gives up the GIL and waits for it).
-        self.file_size = os.fstat(self.fd).st_size
+        self.file_size = self.source.size
 
     def reopen(self) -> None:
-        """A descriptor of its own for a forked child.
-
-        The inherited one is safe with pread, but a parent closing the file must not pull
-        it from under the child; the inherited copy is left open for the same reason.
-        """
-        self.fd = open_for_pread(self.path)
+        """A handle of its own for a forked child (see ByteSource.reopen)."""
+        self.source.reopen()
 
     def close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
+        self.source.close()
 
     # -- levels as grids -----------------------------------------------------------------
     def page_grid(self, level: int, page: Any, is_rgb: bool, sizes: tuple[int, int, int]) -> TileGrid:
@@ -183,13 +179,13 @@ class NativeTiles:
         rows, width = tile_shape
         # No JPEG tile of a sane file is larger than its pixels uncompressed (plus headers).
         largest = rows * width * 3 + 65536
-        decoder, pread, frame_of = imagecodecs.jpeg8_decode, os.pread, jpeg_frame
+        decoder, read, frame_of = imagecodecs.jpeg8_decode, self.source.read, jpeg_frame
 
         def decode(ti: int, tj: int) -> np.ndarray:
             index = ti * cols + tj
             offset, count = offsets[index], counts[index]
             if 0 < count <= largest and 0 < offset and offset + count <= file_size:
-                data = pread(self.fd, count, offset)  # type: ignore[arg-type]  # None only once closed
+                data = read(offset, count)
                 frame = frame_of(data)
                 if frame is not None and frame[0] == rows and frame[1] == width and frame[2] == 3 and frame[3] == 8:
                     try:
@@ -216,7 +212,7 @@ class NativeTiles:
         if offset + count > self.file_size:
             raise CorruptSlideError(self.path, _past_the_end(index, offset, count))
         check_allocation((count,), 1, f"tile/strip {index} data", self.path)
-        data = os.pread(self.fd, count, offset)  # type: ignore[arg-type]  # None only once closed
+        data = self.source.read(offset, count)
         if len(data) != count:
             raise CorruptSlideError(self.path, _past_the_end(index, offset, count))
         check_encoded_tile(data, page.compression, tile_shape, path=self.path, what=f"tile/strip {index}",
@@ -254,7 +250,7 @@ class NativeTiles:
         if offset + count > self.file_size:
             raise CorruptSlideError(self.path, _past_the_end(index, offset, count))
         check_allocation((count,), 1, f"tile/strip {index} data", self.path)
-        data = os.pread(self.fd, count, offset)  # type: ignore[arg-type]  # None only once closed
+        data = self.source.read(offset, count)
         if len(data) != count:
             raise CorruptSlideError(self.path, _past_the_end(index, offset, count))
         frame = jpeg_frame(data)

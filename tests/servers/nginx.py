@@ -1,0 +1,107 @@
+"""nginx serving a folder over HTTP with byte ranges, on a free loopback port.
+
+The configuration is written to a temporary prefix folder; nginx runs in the foreground
+as one process (``master_process off``) as the current user, logging every request to
+``access.log`` (:meth:`NginxServer.request_count`).
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+from types import TracebackType
+
+from . import free_port, program, wait_for_port
+
+NGINX_CANDIDATES = ("/usr/sbin/nginx", "/usr/local/sbin/nginx")
+
+_CONFIG = """
+daemon off;
+master_process off;
+error_log {prefix}/error.log warn;
+pid {prefix}/nginx.pid;
+events {{ worker_connections 1024; }}
+http {{
+    access_log {prefix}/access.log;
+    types {{ application/octet-stream svs tif tiff dcm; text/html html; }}
+    default_type application/octet-stream;
+    client_body_temp_path {prefix}/client;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+    sendfile on;
+    keepalive_requests 1000000;
+    keepalive_timeout 120s;
+    server {{
+        listen 127.0.0.1:{port};
+        root {root};
+        location / {{ autoindex off; }}
+    }}
+}}
+"""
+
+
+def nginx_path() -> str | None:
+    return program("nginx", *NGINX_CANDIDATES)
+
+
+class NginxServer:
+    """``with NginxServer(folder) as server:`` files of ``folder`` at ``server.url + name``."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).resolve()
+        self.port = 0
+        self.url = ""
+        self._prefix: tempfile.TemporaryDirectory[str] | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> NginxServer:
+        binary = nginx_path()
+        if binary is None:
+            raise RuntimeError("nginx is not installed")
+        self._prefix = tempfile.TemporaryDirectory(prefix="wsikit-nginx-")
+        prefix = self._prefix.name
+        self.port = free_port()
+        config = Path(prefix) / "nginx.conf"
+        config.write_text(_CONFIG.format(prefix=prefix, port=self.port, root=self.root))
+        self._process = subprocess.Popen([binary, "-p", prefix, "-e", f"{prefix}/error.log", "-c", str(config)],
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            wait_for_port(self.port, process=self._process)
+        except RuntimeError:
+            self.stop()
+            raise
+        self.url = f"http://127.0.0.1:{self.port}/"
+        return self
+
+    def request_count(self) -> int:
+        """Requests nginx has logged so far."""
+        assert self._prefix is not None
+        log = Path(self._prefix.name) / "access.log"
+        if not log.exists():
+            return 0
+        with open(log, "rb") as f:
+            return sum(1 for _ in f)
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            try:
+                self._process.wait(10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+            if self._process.stderr is not None:
+                self._process.stderr.close()
+            self._process = None
+        if self._prefix is not None:
+            self._prefix.cleanup()
+            self._prefix = None
+
+    def __enter__(self) -> NginxServer:
+        return self.start()
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
