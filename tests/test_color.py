@@ -143,7 +143,17 @@ def test_dicom_icc_profile_in_optical_path(tmp_path, wide_gamut_profile):
         assert slide.associated_icc_profiles.get("label") == wide_gamut_profile
         raw = slide.extract_region((0, 0), slide.shape)
     with wsikit.open_slide(tmp_path / "dicom", color="srgb") as slide:
-        np.testing.assert_array_equal(slide.extract_region((0, 0), slide.shape), pillow_srgb(raw, wide_gamut_profile))
+        converted = slide.extract_region((0, 0), slide.shape)
+        np.testing.assert_array_equal(converted, pillow_srgb(raw, wide_gamut_profile))
+        # thumbnails come from the converted level, not from the (unconverted) thumbnail instance
+        from wsikit.pixels import resize_area
+
+        level = slide.thumbnail_level((75, 100))
+        expected = resize_area(slide.extract_region((0, 0), slide.level_shapes[level], level=level), (75, 100))
+        thumbnail = slide.get_thumbnail((75, 100)).astype(int)
+        assert np.abs(thumbnail - expected).mean() < 1.0
+    with wsikit.open_slide(tmp_path / "dicom") as unconverted:
+        assert np.abs(thumbnail - unconverted.get_thumbnail((75, 100))).mean() > 3 * np.abs(thumbnail - expected).mean()
     openslide = pytest.importorskip("openslide")
     with openslide.OpenSlide(str(level0)) as reference:
         assert reference.read_region((0, 0), 0, (4, 4)).info.get("icc_profile") == wide_gamut_profile

@@ -140,12 +140,15 @@ def _dicom_properties(backend: Any, source: dict[str, str]) -> dict[str, str]:
     levels = getattr(backend, "_levels", None)
     if not levels:
         return {k: v for k, v in source.items() if k.startswith("dicom.")}
+    from ...backends.dicom.header import pydicom_warnings_silenced
+
     instance = levels[0].sources[0].instance
     properties: dict[str, str] = {}
     meta = getattr(instance.ds, "file_meta", None)
-    if meta is not None:
-        _walk(meta, "dicom.", properties)
-    _walk(instance.ds, "dicom.", properties)
+    with pydicom_warnings_silenced():  # values that bend the standard are common and harmless here
+        if meta is not None:
+            _walk(meta, "dicom.", properties)
+        _walk(instance.ds, "dicom.", properties)
     return properties
 
 
