@@ -153,23 +153,30 @@ def test_resume_writes_only_missing_tiles_and_ends_identical(sample_svs, tmp_pat
     assert tree_bytes(again.folder) == reference
 
 
-SLOW_RUN = """
+# The runs below store 8 tiles a shard, so that a small slide has many shards to resume
+# from; the killed run is slowed down so that it can be killed halfway.
+RUN = """
 import sys, time
-from wsikit.sinks.writers import ImageTileWriter, ZarrTileWriter
-for cls in (ZarrTileWriter, ImageTileWriter):
-    def write_run(self, run, _original=cls.write_run):
-        time.sleep(0.02 * len(run))
-        _original(self, run)
-    cls.write_run = write_run
+from wsikit.sinks.writers import ImageTileWriter, ZarrTileWriter, shards
+shards.SHARD_TILES = 8
+if sys.argv[1] == "--slow":
+    del sys.argv[1]
+    for cls in (ZarrTileWriter, ImageTileWriter):
+        def write_run(self, run, _original=cls.write_run):
+            time.sleep(0.02 * len(run))
+            _original(self, run)
+        cls.write_run = write_run
 from wsikit.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
 
 def _count_tiles(folder: str) -> int:
+    """Tiles stored whole: PNG files, or 8 per Zarr shard file (``tiles/c/<s>/0/0/0``)."""
     n = 0
     for root, _, files in os.walk(folder):
-        n += sum(1 for f in files if f.endswith(".png") or (root.split(os.sep)[-4:-3] == ["c"] and f == "0"))
+        n += sum(1 for f in files if f.endswith(".png"))
+        n += sum(8 for f in files if root.split(os.sep)[-4:-3] == ["c"] and f == "0")
     return n
 
 
@@ -177,7 +184,7 @@ def _count_tiles(folder: str) -> int:
 def test_a_run_killed_halfway_finishes_on_rerun_with_the_same_bytes(sample_svs, tmp_path, fmt):
     args = ["tile", sample_svs, "--shape", "32", "--level", "1", "--min-tissue", "0.1", "--format", fmt, "--quiet"]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    whole = subprocess.run([sys.executable, "-m", "wsikit.cli", *args, "--out", str(tmp_path / "whole")],
+    whole = subprocess.run([sys.executable, "-c", RUN, *args, "--out", str(tmp_path / "whole")],
                            check=False, capture_output=True, text=True, env=env, timeout=300)
     assert whole.returncode == 0, whole.stderr
     reference = tree_bytes(tmp_path / "whole" / "sample")
@@ -185,7 +192,7 @@ def test_a_run_killed_halfway_finishes_on_rerun_with_the_same_bytes(sample_svs, 
     assert total > 40
 
     out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-c", SLOW_RUN, *args, "--out", str(out)], env=env,
+    proc = subprocess.Popen([sys.executable, "-c", RUN, "--slow", *args, "--out", str(out)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     try:
@@ -200,12 +207,12 @@ def test_a_run_killed_halfway_finishes_on_rerun_with_the_same_bytes(sample_svs, 
     assert not (folder / "tiles.csv").exists()
     assert 0 < _count_tiles(str(folder)) < total
 
-    rerun = subprocess.run([sys.executable, "-m", "wsikit.cli", *args, "--out", str(out)],
+    rerun = subprocess.run([sys.executable, "-c", RUN, *args, "--out", str(out)],
                            check=False, capture_output=True, text=True, env=env, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     assert tree_bytes(folder) == reference
     # And once more: nothing to do.
-    third = subprocess.run([sys.executable, "-m", "wsikit.cli", *args, "--out", str(out)],
+    third = subprocess.run([sys.executable, "-c", RUN, *args, "--out", str(out)],
                            check=False, capture_output=True, text=True, env=env, timeout=300)
     assert third.returncode == 0 and "already complete" in third.stdout + third.stderr
     assert tree_bytes(folder) == reference

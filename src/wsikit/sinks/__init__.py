@@ -4,8 +4,10 @@ Layout of ``OUT/<name>/`` for one slide::
 
     job.json       the slide and the options; written first
     tiles.zarr/    a Zarr v3 group whose array ``tiles`` is (n, h, w, channels), one tile
-                   per chunk, the slide's metadata in the group's attributes (format zarr)
-    images/        one PNG or JPEG per tile, named ``<i>_<j>.png`` (formats png, jpeg)
+                   per chunk, 256 chunks a shard file, lossless (Blosc LZ4 by default), the
+                   slide's metadata in the group's attributes (format zarr)
+    images/        one PNG or JPEG per tile, named ``<i>_<j>.png`` (formats png, jpeg; jpeg
+                   stores the slide's own JPEG tiles where the grid is the file's)
     tiles.csv      one row per tile: i, j, level, i0, j0, height, width, mpp, tissue
                    (and ``file`` for png/jpeg); row k is ``tiles[k]``. Written last.
 
@@ -27,8 +29,8 @@ something that is not a wsikit result, the folder is ``<name>-<the first 8 hex d
 the SHA-1 of the slide's absolute path>``. Names never contain a path separator or start
 with a dot, and a folder that would resolve outside OUT (a symbolic link) is refused.
 
-Crash safety: every file is written to a temporary name and renamed into place, so a file
-is either whole or absent; ``tiles.csv`` is written last, so its presence means the slide
+Crash safety: every file (a tile image, a shard of tiles) is written to a temporary name
+and renamed into place, so a file is either whole or absent; ``tiles.csv`` is written last, so its presence means the slide
 is complete. A rerun skips complete slides and finishes incomplete ones, writing only the
 missing tiles; the result is byte for byte what an uninterrupted run writes. Results are
 only replaced with ``overwrite=True``.
@@ -59,13 +61,24 @@ from .layout import (
 )
 from .manifest import COLUMNS, manifest_bytes, plan_digest
 from .resume import prepare, prepare_jobs
-from .run import WRITE_RUN_BYTES, WRITE_RUN_TILES, plan_part, tile_slide, write_part
+from .run import (
+    WRITE_RUN_BYTES,
+    WRITE_RUN_TILES,
+    PartStart,
+    finish_part,
+    plan_part,
+    split_ranges,
+    start_part,
+    tile_slide,
+    write_part,
+    write_range,
+)
 from .writers import ImageTileWriter, PendingTile, TileWriter, ZarrTileWriter
 
 __all__ = [
     "COLUMNS", "FORMATS", "IMAGE_FOLDER", "JOB_FILE", "MANIFEST", "TMP_PREFIX", "WRITE_RUN_BYTES", "WRITE_RUN_TILES",
-    "ZARR_STORE", "ImageTileWriter", "PendingTile", "SlideJob", "SlidePart", "SlideResult", "SlideStatus",
-    "TileOptions", "TileWriter", "ZarrTileWriter", "assign_folders", "check_inside", "image_name", "is_complete",
-    "manifest_bytes", "path_hash", "plan_digest", "plan_part", "prepare", "prepare_jobs", "read_job", "slide_stem",
-    "tile_slide", "write_atomic", "write_part",
+    "ZARR_STORE", "ImageTileWriter", "PartStart", "PendingTile", "SlideJob", "SlidePart", "SlideResult", "SlideStatus",
+    "TileOptions", "TileWriter", "ZarrTileWriter", "assign_folders", "check_inside", "finish_part", "image_name",
+    "is_complete", "manifest_bytes", "path_hash", "plan_digest", "plan_part", "prepare", "prepare_jobs", "read_job",
+    "slide_stem", "split_ranges", "start_part", "tile_slide", "write_atomic", "write_part", "write_range",
 ]

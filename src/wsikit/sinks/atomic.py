@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from collections.abc import Iterable
 
 #: the start of the names of files and folders not yet renamed into place
 TMP_PREFIX = ".wsikit-tmp-"
@@ -20,13 +21,16 @@ def temporary_path(folder: str) -> str:
     return os.path.join(folder, f"{TMP_PREFIX}{uuid.uuid4().hex}")
 
 
-def write_atomic(path: str, data: bytes, sync: bool = False) -> None:
-    """Write ``data`` to ``path`` through a temporary file; with ``sync`` the bytes reach
-    the disk before the rename (used for the file whose presence marks a complete slide)."""
+def write_atomic(path: str, data: bytes | Iterable[bytes], sync: bool = False) -> None:
+    """Write ``data`` (bytes, or pieces written one after the other) to ``path`` through a
+    temporary file; with ``sync`` the bytes reach the disk before the rename (used for the
+    file whose presence marks a complete slide)."""
     tmp = temporary_path(os.path.dirname(path))
+    pieces = (data,) if isinstance(data, (bytes, bytearray, memoryview)) else data
     try:
         with open(tmp, "wb") as f:
-            f.write(data)
+            for piece in pieces:
+                f.write(piece)
             if sync:
                 f.flush()
                 os.fsync(f.fileno())

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from ..checks import as_int, as_pair
 from ..plan import Plan
 from .manifest import plan_digest
+from .codecs import CHUNK_CODECS, DEFAULT_CODEC
 
 #: how tiles can be stored: a Zarr array, or one PNG / JPEG file per tile
 FORMATS = ("zarr", "png", "jpeg")
@@ -31,7 +32,10 @@ class TileOptions:
     three is given, and without any the level is 0. ``pad`` keeps edge tiles that stick
     out, zero-filled; ``min_tissue`` keeps tiles with at least that tissue fraction;
     ``format`` is ``zarr``, ``png`` or ``jpeg`` (``jpeg_quality`` 1..); ``backend`` forces
-    a reader. Raises TypeError / ValueError naming a bad argument.
+    a reader. ``codec`` is the lossless chunk codec of the zarr format (``lz4`` or ``zstd``, see
+    :mod:`wsikit.sinks.codecs`); ``passthrough`` lets the jpeg format store the slide's
+    own JPEG tiles where the tile grid is the file's (no decoding, no loss; see
+    :mod:`wsikit.sinks.writers.passthrough`). Raises TypeError / ValueError naming a bad argument.
     """
 
     # The order of the fields is the order of the keys in the Zarr group's attributes.
@@ -45,11 +49,14 @@ class TileOptions:
     format: str
     jpeg_quality: int
     backend: str | None
+    codec: str
+    passthrough: bool
 
     def __init__(self, shape: int | tuple[int, int] = (256, 256), stride: int | tuple[int, int] | None = None,
                  pad: bool = False, level: int | None = None, mpp: float | None = None,
                  magnification: float | None = None, min_tissue: float | None = None, format: str = "zarr",
-                 jpeg_quality: int = 90, backend: str | None = None) -> None:
+                 jpeg_quality: int = 90, backend: str | None = None, codec: str = DEFAULT_CODEC,
+                 passthrough: bool = True) -> None:
         shape = as_pair(shape, "shape", minimum=1)
         if stride is not None:
             stride = as_pair(stride, "stride", minimum=1)
@@ -64,10 +71,15 @@ class TileOptions:
         as_int(jpeg_quality, "jpeg_quality", minimum=1)
         if not isinstance(pad, bool):
             raise TypeError(f"pad must be True or False, got {pad!r}")
+        if not isinstance(passthrough, bool):
+            raise TypeError(f"passthrough must be True or False, got {passthrough!r}")
+        if codec not in CHUNK_CODECS:
+            raise ValueError(f"codec must be one of {', '.join(CHUNK_CODECS)}; got {codec!r}")
         values = {
             "shape": shape, "stride": stride, "pad": pad, "level": level, "mpp": mpp,
             "magnification": magnification, "min_tissue": min_tissue,
             "format": format, "jpeg_quality": jpeg_quality, "backend": backend,
+            "codec": codec, "passthrough": passthrough,
         }
         for name, value in values.items():
             object.__setattr__(self, name, value)  # frozen: the dataclass forbids plain assignment
@@ -79,12 +91,15 @@ class TileOptions:
 
     def as_json(self) -> dict[str, Any]:
         """The options as JSON data, as recorded in ``job.json`` and the Zarr attributes
-        (the stride spelled out, ``jpeg_quality`` only for JPEG)."""
+        (the stride spelled out, ``jpeg_quality`` and ``passthrough`` only for JPEG, ``codec``
+        only for Zarr)."""
         out = asdict(self)
         out["shape"] = list(self.shape)
         out["stride"] = list(self.stride or self.shape)
         if self.format != "jpeg":
-            del out["jpeg_quality"]
+            del out["jpeg_quality"], out["passthrough"]
+        if self.format != "zarr":
+            del out["codec"]
         return out
 
 

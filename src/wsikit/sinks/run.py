@@ -1,6 +1,9 @@
-"""Tiling one slide into its result folder, in two steps a cluster can run apart:
-:func:`plan_part` computes the plan (plain data), :func:`write_part` reads the tiles the
-folder lacks and stores them, then writes the manifest. :func:`tile_slide` does both here.
+"""Tiling one slide into its result folder, in steps a cluster can run apart:
+:func:`plan_part` computes the plan (plain data); :func:`start_part` prepares the folder
+(job record, store); :func:`write_range` reads the tiles of a range of the plan that the
+folder lacks and stores them (ranges split with :func:`split_ranges` at store units write
+in parallel); :func:`finish_part` writes the manifest. :func:`write_part` runs the last
+three here, :func:`tile_slide` all four.
 
 The order of the writes is what makes a run resumable (see :mod:`wsikit.sinks`): the job
 record first, then the tiles (each whole or absent), the manifest last and synced. A rerun
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..plan import TileSpec
@@ -24,13 +28,16 @@ from .resume import prepare
 from .writers import IMAGE_CHANNELS, PendingTile, open_writer
 
 if TYPE_CHECKING:
+    from ..backends.base import SlideBackend
     from ..tile import Tile
 
 #: Tiles handed to a writer at once: at most this many, and no more once this many bytes.
 WRITE_RUN_TILES = 16
 WRITE_RUN_BYTES = 8 * 1024**2
-#: the version of the job record's layout
-JOB_RECORD_VERSION = 1
+#: Native JPEG tiles passed through per task of the writing threads.
+NATIVE_BATCH = 64
+#: the version of the job record's layout (2: Zarr tiles in shards)
+JOB_RECORD_VERSION = 2
 
 
 def plan_part(job: SlideJob) -> SlidePart:
@@ -42,68 +49,150 @@ def plan_part(job: SlideJob) -> SlidePart:
     return SlidePart(job, plan)
 
 
+@dataclass(frozen=True)
+class PartStart:
+    """What :func:`start_part` found and prepared: ``notes`` for the user, and ``unit``, the
+    tiles the store keeps together (a shard): ranges split at multiples of it can be written
+    by different processes at once."""
+
+    notes: list[str]
+    unit: int
+
+
+def start_part(part: SlidePart, slide: SlideBackend | None = None) -> PartStart:
+    """Prepare ``part``'s folder: check the slide can be stored so, write the job record
+    (starting afresh when an unfinished run planned other tiles), remove what a killed run
+    left half-written, create the store. Run once per slide, before any :func:`write_range`."""
+    if slide is None:
+        with _open(part) as opened:
+            return start_part(part, opened)
+    job, plan, options, folder = part.job, part.plan, part.job.options, part.job.folder
+    notes: list[str] = []
+    layout = stored_pixel_layout(slide)
+    channels = layout[0]
+    if options.format != "zarr" and channels not in IMAGE_CHANNELS:
+        raise ValueError(
+            f"{job.slide}: tiles of {channels} channels cannot be stored as {options.format.upper()} "
+            "(one or three channels only); use the zarr format"
+        )
+    record = {"format": JOB_RECORD_FORMAT, "version": JOB_RECORD_VERSION, "slide": job.slide,
+              "options": options.as_json(), "tiles": len(plan), "plan_sha256": part.digest}
+    os.makedirs(folder, exist_ok=True)
+    existing = read_job(folder)
+    if existing is not None and existing != record:
+        if existing.get("slide") != job.slide or existing.get("options") != record["options"]:
+            raise ValueError(f"{folder} holds results of another slide or other options; "
+                             "pass overwrite to replace them")
+        # Same slide and options, another plan or layout (the slide or wsikit changed): start afresh.
+        notes.append("an unfinished earlier run planned other tiles; started afresh")
+        remove_results(folder)
+        existing = None
+    remove_temporaries(folder)
+    if existing is None:
+        write_job(folder, record)
+    writer = open_writer(folder, options, len(plan), layout, slide)
+    return PartStart(notes, writer.unit)
+
+
+def write_range(part: SlidePart, start: int = 0, stop: int | None = None, slide: SlideBackend | None = None,
+                progress: Callable[[int], object] | None = None) -> int:
+    """Read and store the tiles of positions ``start``..``stop`` of ``part``'s plan that its
+    folder lacks (after :func:`start_part`); returns how many it wrote.
+
+    Native JPEG tiles go through without decoding (jpeg format); the others are read on the
+    job's threads and written, in runs, on as many threads (compression off the thread
+    that reads). ``progress`` is called with the tiles done so far, starting with those
+    found stored. Raises on failure (so that Dask retries).
+    """
+    from ..reader import ordered_map
+
+    if slide is None:
+        with _open(part) as opened:
+            return write_range(part, start, stop, opened, progress)
+    job, plan = part.job, part.plan
+    stop = len(plan) if stop is None else min(stop, len(plan))
+    layout = stored_pixel_layout(slide)
+    writer = open_writer(job.folder, job.options, len(plan), layout, slide)
+    todo = [(k, spec) for k, spec in zip(range(start, stop), plan[start:stop]) if not writer.has(k, spec)]
+    done = (stop - start) - len(todo)
+    if progress is not None:
+        progress(done)
+    if writer.passthrough and todo:
+        left: list[int] = []
+        batches = [todo[k : k + NATIVE_BATCH] for k in range(0, len(todo), NATIVE_BATCH)]
+        for batch, rest_of_batch in zip(batches, ordered_map(writer.write_native, batches, job.read_workers)):
+            left += rest_of_batch
+            done += len(batch) - len(rest_of_batch)
+            if progress is not None:
+                progress(done)
+        positions = left
+    else:
+        positions = [k for k, _ in todo]
+    rest = plan.take(positions)
+    tiles = slide.read_plan(rest, workers=job.read_workers)
+
+    def write(run: list[PendingTile]) -> int:
+        writer.write_run(run)
+        return len(run)
+
+    for written in ordered_map(write, _tile_runs(positions, rest, tiles, layout.channels), job.read_workers):
+        done += written
+        if progress is not None:
+            progress(done)
+    return len(todo)
+
+
+def finish_part(part: SlidePart, started: PartStart, written: int, slide: SlideBackend | None = None) -> SlideResult:
+    """Check every tile of ``part`` is stored, then write the manifest that marks the slide
+    complete. Raises RuntimeError naming the tiles missing (a range that did not run)."""
+    job, plan = part.job, part.plan
+    if slide is None:
+        with _open(part) as opened:
+            return finish_part(part, started, written, opened)
+    writer = open_writer(job.folder, job.options, len(plan), stored_pixel_layout(slide), slide)
+    missing = sum(1 for k, spec in enumerate(plan) if not writer.has(k, spec))
+    if missing:
+        raise RuntimeError(f"{job.slide}: {missing} of {len(plan)} tiles are not stored in {job.folder}")
+    write_atomic(os.path.join(job.folder, MANIFEST), manifest_bytes(plan, job.options.format), sync=True)
+    return SlideResult(job.slide, job.folder, "written", tiles=len(plan), written=written, notes=started.notes)
+
+
 def write_part(part: SlidePart, progress: Callable[[int], object] | None = None) -> SlideResult:
-    """Read the tiles of ``part`` that its folder lacks, write them, then the manifest.
+    """Read the tiles of ``part`` that its folder lacks, write them, then the manifest, in
+    this process (:func:`start_part`, :func:`write_range` over the whole plan, the manifest).
 
     ``progress`` is called with the number of tiles done after each run of tiles (and once
     with the number found already written). Raises on failure (so that Dask retries).
     """
-    from ..opener import open_slide
-    from ..reader import ordered_map
-
     job, plan = part.job, part.plan
-    options = job.options
-    folder = job.folder
-    notes: list[str] = []
-    if is_complete(folder):
-        return SlideResult(job.slide, folder, "skipped", tiles=len(plan), reason="already complete")
-    with open_slide(job.slide, backend=options.backend) as slide:
-        layout = stored_pixel_layout(slide)
-        channels = layout[0]
-        if options.format != "zarr" and channels not in IMAGE_CHANNELS:
-            raise ValueError(
-                f"{job.slide}: tiles of {channels} channels cannot be stored as {options.format.upper()} "
-                "(one or three channels only); use the zarr format"
-            )
-        record = {"format": JOB_RECORD_FORMAT, "version": JOB_RECORD_VERSION, "slide": job.slide,
-                  "options": options.as_json(), "tiles": len(plan), "plan_sha256": part.digest}
-        os.makedirs(folder, exist_ok=True)
-        existing = read_job(folder)
-        if existing is not None and existing != record:
-            if existing.get("slide") != job.slide or existing.get("options") != record["options"]:
-                raise ValueError(f"{folder} holds results of another slide or other options; "
-                                 "pass overwrite to replace them")
-            # Same slide and options, another plan (the slide or wsikit changed): start afresh.
-            notes.append("an unfinished earlier run planned other tiles; started afresh")
-            remove_results(folder)
-            existing = None
-        remove_temporaries(folder)
-        if existing is None:
-            write_job(folder, record)
-        writer = open_writer(folder, options, len(plan), layout, slide)
-        todo = [k for k, spec in enumerate(plan) if not writer.has(k, spec)]
-        done = len(plan) - len(todo)
-        if progress is not None:
-            progress(done)
-        rest = plan.take(todo)
-        tiles = slide.read_plan(rest, workers=job.read_workers)
+    if is_complete(job.folder):
+        return SlideResult(job.slide, job.folder, "skipped", tiles=len(plan), reason="already complete")
+    with _open(part) as slide:
+        started = start_part(part, slide)
+        written = write_range(part, 0, len(plan), slide, progress)
+    write_atomic(os.path.join(job.folder, MANIFEST), manifest_bytes(plan, job.options.format), sync=True)
+    return SlideResult(job.slide, job.folder, "written", tiles=len(plan), written=written, notes=started.notes)
 
-        def write(run: list[PendingTile]) -> int:
-            writer.write_run(run)
-            return len(run)
 
-        for written in ordered_map(write, _tile_runs(todo, rest, tiles, channels), job.read_workers):
-            done += written
-            if progress is not None:
-                progress(done)
-    write_atomic(os.path.join(folder, MANIFEST), manifest_bytes(plan, options.format), sync=True)
-    return SlideResult(job.slide, folder, "written", tiles=len(plan), written=len(todo), notes=notes)
+def split_ranges(count: int, unit: int, pieces: int) -> list[tuple[int, int]]:
+    """``range(count)`` cut into at most ``pieces`` (start, stop) ranges of about equal size,
+    each boundary a multiple of ``unit`` (so that no store unit is split)."""
+    units = -(-count // max(1, unit))
+    pieces = max(1, min(pieces, units))
+    bounds = [min(count, (units * k // pieces) * unit) for k in range(pieces + 1)]
+    return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
+
+
+def _open(part: SlidePart) -> SlideBackend:
+    from ..opener import open_slide
+
+    return open_slide(part.job.slide, backend=part.job.options.backend)
 
 
 def _tile_runs(indices: list[int], specs: Iterable[TileSpec], tiles: Iterable[Tile],
                channels: int) -> Iterator[list[PendingTile]]:
-    """The tiles read, grouped into runs of consecutive indices for the writer: one Zarr
-    write of a slab of chunks costs much less Python than one write per chunk."""
+    """The tiles read, grouped into runs of consecutive indices for the writer: one call
+    per run (compressing a run on one thread) costs much less Python than one per tile."""
     run: list[PendingTile] = []
     nbytes = 0
     for k, spec, tile in zip(indices, specs, tiles):
