@@ -95,6 +95,19 @@ def test_compat_color_profile_as_openslide(icc_svs, wide_gamut_profile, label_pr
         assert ours.associated_images["label"].info["icc_profile"] == label_profile
 
 
+def test_compat_srgb_option_converts_and_says_so(icc_svs, wide_gamut_profile):
+    import wsikit.compat.openslide as compat
+    from wsikit.color import srgb_profile_bytes
+
+    path = icc_svs[0]
+    expected = pillow_srgb(tifffile.imread(path, key=0), wide_gamut_profile)
+    with compat.OpenSlide(path, color="srgb") as slide:
+        region = slide.read_region((-10, 20), 0, (300, 200))
+        np.testing.assert_array_equal(np.asarray(region)[:, 10:, :3], expected[20:220, :290])
+        assert region.info["icc_profile"] == srgb_profile_bytes()
+        assert slide.color_profile is not None and slide.color_profile.tobytes() == srgb_profile_bytes()
+
+
 def test_no_conversion_by_default_is_bit_exact(icc_svs):
     path = icc_svs[0]
     raw = tifffile.imread(path, key=0)

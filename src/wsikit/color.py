@@ -60,6 +60,11 @@ def srgb_profile() -> ImageCms.ImageCmsProfile:
     return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
 
 
+def srgb_profile_bytes() -> bytes:
+    """The bytes of littlecms's built-in sRGB profile: the profile of converted pixels."""
+    return bytes(srgb_profile().tobytes())
+
+
 class SrgbConverter:
     """Converts uint8 RGB (h, w, 3) arrays from an embedded profile to sRGB.
 
@@ -130,4 +135,5 @@ def convert_image_to_srgb(image: Any, profile: bytes) -> Any:
 
 
 __all__ = ["COLOR_TARGETS", "PixelConverter", "SrgbConverter", "check_color", "convert_image_to_srgb",
-           "open_profile", "pixel_converter", "profile_color_space", "slide_converter", "srgb_profile"]
+           "open_profile", "pixel_converter", "profile_color_space", "slide_converter", "srgb_profile",
+           "srgb_profile_bytes"]

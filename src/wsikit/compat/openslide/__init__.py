@@ -33,6 +33,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from ... import __version__ as _wsikit_version
+from ...color import srgb_profile_bytes
 from ...errors import BackendUnavailableError, CorruptSlideError, LimitError, SlideError, UnsupportedFormatError
 from ._formats import detect_vendor
 from ._properties import openslide_properties
@@ -225,7 +226,8 @@ class OpenSlide(AbstractSlide):
     """A whole-slide image, read by wsikit.
 
     ``OpenSlide(filename)`` opens what :func:`wsikit.open_slide` reads; keyword ``options`` go
-    to it (e.g. ``backend="dicom"``, ``cache_bytes=``). A file that is not a slide (missing,
+    to it (e.g. ``backend="dicom"``, ``cache_bytes=``, ``color="srgb"``: pixels converted from
+    the embedded profile to sRGB, then described by the sRGB profile). A file that is not a slide (missing,
     a plain picture, anything unrecognised) raises OpenSlideUnsupportedFormatError; a broken
     slide raises OpenSlideError.
     """
@@ -248,7 +250,8 @@ class OpenSlide(AbstractSlide):
             raise _as_openslide_error(exc) from None
         self._backend: SlideBackend | None = backend
         self._vendor = vendor
-        self._profile = backend.icc_profile
+        # Pixels converted on reading (color="srgb") are described by the sRGB profile.
+        self._profile = backend.icc_profile if backend._color is None else srgb_profile_bytes()
         self._properties: dict[str, str] | None = None
         self._lock = threading.Lock()
 
