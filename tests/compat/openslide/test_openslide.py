@@ -115,3 +115,15 @@ def test_slide_openslide_cannot_read_is_read_by_wsikit(reference):
         assert (region[:, :, 3] == 255).all()
         assert slide.properties["openslide.vendor"] == "dicom"
         assert slide.properties["openslide.level[0].tile-width"] == "500"
+
+
+def test_slides_read_through_openslide_are_openslide_exactly(synthetic, reference):
+    """A slide wsikit reads with its OpenSlide backend (vendor formats it has no reader of its
+    own for) gives OpenSlide's own pixels, fractional positions and properties included."""
+    path = synthetic["svs"]
+    with compat.OpenSlide(path, backend="openslide") as ours, reference.OpenSlide(path) as theirs:
+        assert isinstance(ours.backend, wsikit.OpenSlideBackend)
+        assert dict(ours.properties) == dict(theirs.properties)
+        for location, level in (((5, 3), 1), ((1450, 970), 2), ((-7, -13), 2)):
+            np.testing.assert_array_equal(np.asarray(ours.read_region(location, level, (120, 90))),
+                                          np.asarray(theirs.read_region(location, level, (120, 90))))
