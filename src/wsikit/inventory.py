@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from .backends import backend_class_or_none, backend_names, slide_extensions
+from .remote.listing import find_remote_slides
+from .remote.urls import display_url, is_url
 
 if TYPE_CHECKING:
     from .backends.base import SlideBackend
@@ -31,7 +33,12 @@ def find_slides(arguments: Iterable[str], skip: Iterable[str] = ()) -> tuple[lis
     slides: list[str] = []
     missing: list[tuple[str, str]] = []
     for argument in arguments:
-        if not os.path.exists(argument):
+        if is_url(argument):  # a slide, or a folder / prefix of slides, by URL (wsikit.remote.listing)
+            found, reason = find_remote_slides(argument, extensions)
+            if reason:
+                missing.append((argument, reason))
+            slides.extend(found)
+        elif not os.path.exists(argument):
             missing.append((argument, "no such file or folder"))
         elif os.path.isdir(argument) and not reads_as_one_slide(argument, extensions):
             found = _search(argument, skipped, extensions)
@@ -115,7 +122,7 @@ def slide_info(slide: SlideBackend) -> dict[str, Any]:
         except Exception as exc:  # a broken label must not hide the rest
             associated[name] = f"unreadable: {exc}"
     return {
-        "path": os.path.abspath(slide.path),
+        "path": display_url(slide.path) if is_url(slide.path) else os.path.abspath(slide.path),
         "backend": slide.name,
         "vendor": props.get("wsikit.vendor") or props.get("openslide.vendor"),
         "levels": levels,

@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import UnsupportedFormatError
 from .filesystems import list_prefix
-from .settings import current_defaults, split_options
+from .settings import defaults_for, split_options
 from .source import RemoteSource
-from .urls import display_url, local_path_of
+from .urls import display_url, local_path_of, protocol_of
 
 if TYPE_CHECKING:
     from ..backends.base import SlideBackend
@@ -54,7 +54,7 @@ def open_url(url: str, backend: str | None, options: dict[str, Any]) -> SlideBac
                                            "first, or open the URL with the tiff or dicom backend")
     storage_options = options.pop("storage_options", None)
     if storage_options is None:
-        storage_options = current_defaults()
+        storage_options = defaults_for(protocol_of(url))
     _, fs_options = split_options(storage_options)  # checks the options before any request
     try:
         source: RemoteSource | None = RemoteSource(url, storage_options)
@@ -120,4 +120,4 @@ def take_source(url: str, storage_options: dict[str, Any] | None) -> RemoteSourc
     if handed is not None and handed[0] == url:
         _handoff.source = None
         return handed[1]
-    return RemoteSource(url, current_defaults() if storage_options is None else storage_options)
+    return RemoteSource(url, defaults_for(protocol_of(url)) if storage_options is None else storage_options)

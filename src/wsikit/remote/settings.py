@@ -84,6 +84,16 @@ def current_defaults() -> dict[str, Any]:
         return dict(_DEFAULTS[-1]) if _DEFAULTS else {}
 
 
+def defaults_for(url_protocol: str) -> dict[str, Any]:
+    """The default storage options as they apply to a URL of ``url_protocol``: one set serves
+    every URL of a run (``wsikit tile https://... s3://...``), so for http(s) only its own
+    (``headers`` and the ``wsikit_*`` options) are kept."""
+    options = current_defaults()
+    if url_protocol in ("http", "https"):
+        options = {k: v for k, v in options.items() if k == "headers" or k.startswith("wsikit_")}
+    return options
+
+
 @contextlib.contextmanager
 def default_storage_options(options: Mapping[str, Any] | None) -> Iterator[None]:
     """Within the block, URLs opened without ``storage_options`` use ``options`` (process-wide:
@@ -98,3 +108,35 @@ def default_storage_options(options: Mapping[str, Any] | None) -> Iterator[None]
     finally:
         with _DEFAULTS_LOCK:
             _DEFAULTS.remove(dict(options))
+
+
+def parse_storage_option(text: str, into: dict[str, Any]) -> None:
+    """Add one command-line ``KEY=VALUE`` to ``into``: VALUE is read as JSON when it is JSON
+    (numbers, true/false, objects), else kept as text; a dotted KEY nests
+    (``client_kwargs.region_name=eu-west-1``, ``headers.Authorization=Bearer ...``)."""
+    import json
+
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        # Not echoed: a mistyped option may be a secret.
+        raise ValueError("expected KEY=VALUE with a non-empty KEY (dotted keys nest: a.b=c)")
+    try:
+        parsed: Any = json.loads(value)
+    except ValueError:
+        parsed = value
+    *parents, last = key.split(".")
+    target = into
+    for part in parents:
+        child = target.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ValueError(f"storage option {part} is given both as a value and as a group of options")
+        target = child
+    target[last] = parsed
+
+
+def call_with_storage_options(options: Mapping[str, Any] | None, fn: Any, *args: Any) -> Any:
+    """``fn(*args)`` with ``options`` as the default storage options: how a Dask task, run in
+    a worker process, opens slide URLs with the options its client was given."""
+    with default_storage_options(options):
+        return fn(*args)

@@ -166,9 +166,9 @@ class RemoteSource:
         with self._lock:
             for k in range(0, len(head), BLOCK):
                 self._blocks.put(k // BLOCK, head[k : k + BLOCK])
-        if self.size > HEADER_BYTES:
-            # Many writers put IFDs after the image data, the last ones near the end: fetch
-            # the tail now, while the header is parsed, without waiting for it.
+        if self.size > HEADER_BYTES and head[:2] in (b"II", b"MM"):
+            # A TIFF: many writers put IFDs after the image data, the last ones near the end:
+            # fetch the tail now, while the header is parsed, without waiting for it.
             tail = max(HEADER_BYTES // BLOCK, (self.size - HEADER_BYTES) // BLOCK)
             self._fetch_blocks(tail, (self.size - 1) // BLOCK)
 

@@ -31,6 +31,10 @@ from ...errors import CorruptSlideError, SlideError
 from ...limits import check_allocation
 from ...reader import TileGrid
 from ...tiling import thumbnail_shape
+from ...remote.dicom import dicom_prefetcher, gather_remote_series
+from ...remote.prefetch import with_prefetch
+from ...remote.source import ByteSource, LocalSource
+from ...remote.urls import is_url
 from ..base import SlideBackend
 from .codecs import frame_jpeg
 from .header import folder_files, has_dicom_magic, is_wsi_file, pydicom_warnings_silenced
@@ -70,16 +74,22 @@ class DICOMBackend(SlideBackend):
 
     # -- opening ---------------------------------------------------------------------------
     def _open(self, *, optical_path: str | int | None = None, focal_plane: int | None = None,
-              whole_series: bool = True) -> None:
+              whole_series: bool = True, storage_options: dict[str, Any] | None = None) -> None:
+        """``storage_options``: for a URL (a file, or a folder / prefix of a series), the
+        filesystem's options (see wsikit.remote)."""
         with pydicom_warnings_silenced():
-            self._open_series(optical_path, focal_plane, whole_series)
+            self._open_series(optical_path, focal_plane, whole_series, storage_options)
 
-    def _open_series(self, optical_path: str | int | None, focal_plane: int | None, whole_series: bool) -> None:
-        self._fds: dict[str, int] = {}
+    def _open_series(self, optical_path: str | int | None, focal_plane: int | None, whole_series: bool,
+                     storage_options: dict[str, Any] | None = None) -> None:
+        self._fds: dict[str, ByteSource] = {}  # path -> its bytes (a local file, or a URL's)
         self._selection_grids: dict[tuple[int, Plane], TileGrid] = {}
         self._tables: dict[Hashable, np.ndarray] = {}  # grid key -> frame index per grid cell (-1: none)
         self._grid_lock = threading.Lock()
-        instances = gather_series(self.path, bool(whole_series))
+        if is_url(self.path):  # a file or a series fetched from a URL (wsikit.remote.dicom)
+            instances = gather_remote_series(self.path, storage_options, bool(whole_series), self._fds)
+        else:
+            instances = gather_series(self.path, bool(whole_series))
         volumes = [i for i in instances if i.kind == "VOLUME"]
         if not volumes:  # a series of only a label or overview still shows what it has
             volumes = [max(instances, key=lambda i: i.shape[0] * i.shape[1])]
@@ -116,10 +126,10 @@ class DICOMBackend(SlideBackend):
         self._read_metadata(main, instances)
         self._add_associated([i for i in instances if i.kind in _ASSOCIATED_NAMES and i not in volumes])
 
-    def _fd(self, path: str) -> int:
+    def _fd(self, path: str) -> ByteSource:
         fd = self._fds.get(path)
         if fd is None:
-            fd = self._fds[path] = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+            fd = self._fds[path] = LocalSource(path)
         return fd
 
     def _select(self, optical_path: object, focal_plane: object, default: Plane) -> Plane:
@@ -232,7 +242,9 @@ class DICOMBackend(SlideBackend):
             return decode_frame(level, k, fd_of, pixels, fill)
 
         self._tables[key] = table
-        return TileGrid(key, level.shape, level.tile_shape, pixels, dtype, decode)
+        grid = TileGrid(key, level.shape, level.tile_shape, pixels, dtype, decode)
+        # From a URL: frames of the next reads are fetched ahead, coalesced (wsikit.remote).
+        return with_prefetch(grid, dicom_prefetcher(level, table, fd_of)) if is_url(self.path) else grid
 
     def _read_region(self, level: int, i: int, j: int, h: int, w: int, *, optical_path: str | int | None = None,
                      focal_plane: int | None = None) -> np.ndarray:
@@ -324,7 +336,7 @@ class DICOMBackend(SlideBackend):
     def _close(self) -> None:
         for fd in list(getattr(self, "_fds", {}).values()):
             try:
-                os.close(fd)
+                fd.close()
             except OSError:
                 pass
         self._fds = {}
@@ -332,7 +344,8 @@ class DICOMBackend(SlideBackend):
     def _after_fork(self) -> None:
         # pread on inherited descriptors is safe, but the child gets its own so that the
         # parent closing the slide does not pull the files from under it.
-        self._fds = {path: os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0)) for path in self._fds}
+        for fd in self._fds.values():
+            fd.reopen()
 
 
 __all__ = ["DICOMBackend"]

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
-import os
 import struct
 from dataclasses import dataclass
 
@@ -25,6 +24,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ...errors import CorruptSlideError, UnsupportedFormatError
+from ...remote.source import ByteSource
 
 _ITEM = b"\xfe\xff\x00\xe0"
 _SEQUENCE_END = b"\xfe\xff\xdd\xe0"
@@ -49,18 +49,18 @@ class PixelDataElement:
     length: int | None  # None: undefined length (encapsulated)
 
 
-def _pread_exact(fd: int, n: int, offset: int, path: str, what: str) -> bytes:
-    data = os.pread(fd, n, offset)
+def _pread_exact(fd: ByteSource, n: int, offset: int, path: str, what: str) -> bytes:
+    data = fd.read(offset, n)
     if len(data) != n:
         raise CorruptSlideError(path, f"pixel data is truncated: {what} at byte {offset} needs {n} bytes, the file "
                                       f"ends at {offset + len(data)}")
     return data
 
 
-def pixel_data_element(fd: int, tag_offset: int, path: str, *, explicit_vr: bool,
+def pixel_data_element(fd: ByteSource, tag_offset: int, path: str, *, explicit_vr: bool,
                        little_endian: bool) -> PixelDataElement:
     """Parse the Pixel Data element header that starts at ``tag_offset``."""
-    header = os.pread(fd, 12, tag_offset)
+    header = fd.read_at(tag_offset, 12)
     if len(header) < 8:
         raise CorruptSlideError(path, "the file has no Pixel Data (it ends before the pixel data element)")
     endian = "<" if little_endian else ">"
@@ -93,7 +93,7 @@ class FrameIndex(ABC):
     count: int
 
     @abstractmethod
-    def read(self, fd: int, k: int) -> bytes | memoryview:
+    def read(self, fd: ByteSource, k: int) -> bytes | memoryview:
         """The bytes of frame ``k`` (0-based), read from ``fd``."""
 
 
@@ -103,7 +103,7 @@ class NativeFrames(FrameIndex):
     def __init__(self, path: str, start: int, frame_bytes: int, count: int):
         self.path, self.start, self.frame_bytes, self.count = path, start, frame_bytes, count
 
-    def read(self, fd: int, k: int) -> bytes:
+    def read(self, fd: ByteSource, k: int) -> bytes:
         return _pread_exact(fd, self.frame_bytes, self.start + k * self.frame_bytes, self.path, f"frame {k}")
 
 
@@ -117,7 +117,7 @@ class EncapsulatedFrames(FrameIndex):
         self.count = len(self.starts)
         self.how = how  # which case found the frames, for properties and messages
 
-    def read(self, fd: int, k: int) -> bytes | memoryview:
+    def read(self, fd: ByteSource, k: int) -> bytes | memoryview:
         start, end = int(self.starts[k]), int(self.ends[k])
         data = _pread_exact(fd, end - start, start, self.path, f"frame {k}")
         view = memoryview(data)
@@ -156,15 +156,15 @@ def native_frames(path: str, element: PixelDataElement, frame_bytes: int, count:
     return NativeFrames(path, element.value_offset, frame_bytes, count)
 
 
-def _item_header(fd: int, pos: int, path: str) -> tuple[bytes, int]:
-    header = os.pread(fd, 8, pos)
+def _item_header(fd: ByteSource, pos: int, path: str) -> tuple[bytes, int]:
+    header = fd.read_at(pos, 8)
     if len(header) < 8:
         raise CorruptSlideError(path, f"pixel data is truncated: the file ends at byte {pos + len(header)} inside the "
                                        "fragment sequence")
     return header[:4], struct.unpack_from("<I", header, 4)[0]
 
 
-def offset_table(fd: int, element: PixelDataElement, path: str, file_size: int) -> tuple[np.ndarray, int]:
+def offset_table(fd: ByteSource, element: PixelDataElement, path: str, file_size: int) -> tuple[np.ndarray, int]:
     """The Basic Offset Table (may be empty) and the byte where the first fragment starts."""
     tag, length = _item_header(fd, element.value_offset, path)
     if tag != _ITEM:
@@ -175,7 +175,7 @@ def offset_table(fd: int, element: PixelDataElement, path: str, file_size: int) 
     return np.frombuffer(raw, dtype="<u4").astype(np.int64), element.value_offset + 8 + length
 
 
-def _walk(fd: int, pos: int, path: str, file_size: int, *, limit: int | None = None,
+def _walk(fd: ByteSource, pos: int, path: str, file_size: int, *, limit: int | None = None,
           peek: bool = False) -> tuple[list[int], list[int], list[bytes], int]:
     """Fragments from ``pos`` to the sequence delimiter: (item offsets, value lengths, first
     bytes when ``peek``, the byte after the last fragment)."""
@@ -183,7 +183,7 @@ def _walk(fd: int, pos: int, path: str, file_size: int, *, limit: int | None = N
     lengths: list[int] = []
     heads: list[bytes] = []
     while limit is None or len(offsets) < limit:
-        header = os.pread(fd, 14 if peek else 8, pos)
+        header = fd.read_at(pos, 14 if peek else 8)
         if len(header) < 8:
             raise CorruptSlideError(path, f"pixel data is truncated: the file ends at byte {pos + len(header)} before "
                                            "the end of the fragment sequence")
@@ -206,7 +206,7 @@ def _walk(fd: int, pos: int, path: str, file_size: int, *, limit: int | None = N
     return offsets, lengths, heads, pos
 
 
-def extended_table_frames(path: str, fd: int, first: int, offsets: ArrayLike, lengths: ArrayLike, count: int,
+def extended_table_frames(path: str, fd: ByteSource, first: int, offsets: ArrayLike, lengths: ArrayLike, count: int,
                           file_size: int) -> EncapsulatedFrames:
     """Frames from the Extended Offset Table (one fragment per frame, as the standard requires)."""
     offsets = np.asarray(offsets, dtype=np.int64)
@@ -224,7 +224,7 @@ def extended_table_frames(path: str, fd: int, first: int, offsets: ArrayLike, le
     return EncapsulatedFrames(path, starts, ends, "extended offset table")
 
 
-def basic_table_frames(path: str, fd: int, first: int, table: np.ndarray, count: int,
+def basic_table_frames(path: str, fd: ByteSource, first: int, table: np.ndarray, count: int,
                        file_size: int) -> EncapsulatedFrames:
     """Frames from a non-empty Basic Offset Table; the last frame's end is found by walking it."""
     if len(table) != count:
@@ -247,7 +247,7 @@ def basic_table_frames(path: str, fd: int, first: int, table: np.ndarray, count:
     return EncapsulatedFrames(path, starts, ends, "basic offset table")
 
 
-def walked_frames(path: str, fd: int, first: int, count: int, file_size: int) -> EncapsulatedFrames:
+def walked_frames(path: str, fd: ByteSource, first: int, count: int, file_size: int) -> EncapsulatedFrames:
     """Frames found by walking every fragment header (empty offset table)."""
     offsets, lengths, heads, _ = _walk(fd, first, path, file_size, peek=True)
     n = len(offsets)
@@ -283,14 +283,14 @@ def _check_table(path: str, starts: np.ndarray, ends: np.ndarray, file_size: int
                   f"the file has {file_size} (the file is truncated or the table is wrong)")
 
 
-def _expect_sequence_end(fd: int, pos: int, path: str, file_size: int) -> None:
+def _expect_sequence_end(fd: ByteSource, pos: int, path: str, file_size: int) -> None:
     tag, _ = _item_header(fd, pos, path)
     if tag not in (_SEQUENCE_END, _ITEM):
         raise CorruptSlideError(path, f"pixel data is damaged: no fragment item or sequence end at byte {pos} after "
                                        "the last frame")
 
 
-def frames_of(path: str, fd: int, element: PixelDataElement, count: int, file_size: int, *,
+def frames_of(path: str, fd: ByteSource, element: PixelDataElement, count: int, file_size: int, *,
               extended: tuple[np.ndarray, np.ndarray] | None = None) -> EncapsulatedFrames:
     """The frame index of encapsulated pixel data, by whichever case the file presents."""
     table, first = offset_table(fd, element, path, file_size)

@@ -11,13 +11,13 @@ turns frame ``k`` into (th, tw) + pixel shape, a broken frame being a CorruptSli
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ...errors import CorruptSlideError, SlideError, UnsupportedFormatError
+from ...remote.source import ByteSource
 from ...limits import check_allocation
 from .codecs import (
     EXPLICIT_BIG,
@@ -81,7 +81,7 @@ class Level:
         return min(candidates, key=lambda p: abs(p[1] - z))
 
 
-def open_level(members: list[Instance], fd_of: Callable[[str], int]) -> Level:
+def open_level(members: list[Instance], fd_of: Callable[[str], ByteSource]) -> Level:
     """The level the instances ``members`` (same size and frame shape) make; ``fd_of`` opens a file."""
     first = members[0]
     counts = first.tile_counts
@@ -92,7 +92,7 @@ def open_level(members: list[Instance], fd_of: Callable[[str], int]) -> Level:
     return Level(first.shape, first.tile_shape, sources, frame_positions(members))
 
 
-def open_source(instance: Instance, fd: int) -> Source:
+def open_source(instance: Instance, fd: ByteSource) -> Source:
     """Index the frames of an instance and pick its decoder (reads headers only)."""
     path = instance.path
     ts = instance.transfer_syntax
@@ -132,13 +132,13 @@ def open_source(instance: Instance, fd: int) -> Source:
     return Source(instance, frames, decode, ts, instance.photometric == "MONOCHROME1")
 
 
-def _shown_transfer_syntax(fd: int, element: PixelDataElement, instance: Instance, implicit: bool) -> str | None:
+def _shown_transfer_syntax(fd: ByteSource, element: PixelDataElement, instance: Instance, implicit: bool) -> str | None:
     """The transfer syntax the pixel data shows: native when it has a length, else by the
     first fragment's codestream."""
     if element.length is not None:
         return IMPLICIT_LITTLE if implicit else EXPLICIT_LITTLE
     _, first = offset_table(fd, element, instance.path, instance.file_size)
-    return guess_transfer_syntax(os.pread(fd, 16, first + 8))
+    return guess_transfer_syntax(fd.read_at(first + 8, 16))
 
 
 def frame_table(level: Level, plane: Plane) -> np.ndarray:
@@ -155,7 +155,7 @@ def frame_table(level: Level, plane: Plane) -> np.ndarray:
     return table
 
 
-def decode_frame(level: Level, k: int, fd_of: Callable[[str], int], pixels: tuple[int, ...],
+def decode_frame(level: Level, k: int, fd_of: Callable[[str], ByteSource], pixels: tuple[int, ...],
                  fill: np.ndarray) -> np.ndarray:
     """Frame ``k`` of a level, decoded to (th, tw) + ``pixels``; a smaller frame is padded with ``fill``."""
     positions = level.positions
