@@ -40,7 +40,7 @@ def remote_folder(tmp_path_factory: pytest.TempPathFactory, sample_svs: str) -> 
     os.symlink(sample_svs, folder / "sample.svs")
     write_planar_tiff(folder / "planar.tif")
     write_dicom_series(folder / "series")
-    (folder / "notes.html").write_text("<html><body>not a slide</body></html>")
+    (folder / "notes.txt").write_text("not a slide, just a note")
     for name in REAL_SLIDES:
         if (TESTDATA / name).exists():
             os.symlink(TESTDATA / name, folder / name)

@@ -116,3 +116,43 @@ def test_large_region_is_fetched_in_coalesced_requests(remote_folder: Path, ngin
         before = source.requests
         remote.extract_region((0, 0), (1024, 1536))
         assert source.requests - before <= 2  # 24 tiles, one coalesced request (two at most)
+
+
+def test_dicom_file_over_http_and_s3_equals_local(remote_folder: Path,
+                                                  url_of: Callable[[str], tuple[str, dict[str, Any]]]) -> None:
+    path = local_slide(remote_folder, "small_dicom.dcm")
+    url, options = url_of("small_dicom.dcm")
+    with wsikit.open_slide(path) as local, wsikit.open_slide(url, storage_options=options) as remote:
+        assert remote.name == local.name == "dicom"
+        assert_same_slide(local, remote)
+
+
+def test_dicom_series_under_an_s3_prefix_equals_the_local_folder(remote_folder: Path, s3: Any) -> None:
+    with wsikit.open_slide(remote_folder / "series") as local:
+        for url in (f"s3://{s3.bucket}/series/", f"s3://{s3.bucket}/series",
+                    f"s3://{s3.bucket}/series/level0.dcm"):  # a file of the series brings its siblings
+            with wsikit.open_slide(url, storage_options=s3.storage_options) as remote:
+                assert remote.level_count == 2 and sorted(remote.associated_images) == ["label", "macro", "thumbnail"]
+                assert_same_slide(local, remote)
+
+
+def test_one_dicom_file_of_a_series_over_http(remote_folder: Path, nginx: Any) -> None:
+    # Plain HTTP cannot list a folder: the file named is read alone, as whole_series=False does locally.
+    with wsikit.open_slide(remote_folder / "series" / "level0.dcm", whole_series=False) as local, \
+            wsikit.open_slide(nginx.url + "series/level0.dcm") as remote:
+        assert remote.level_count == 1
+        assert_same_slide(local, remote)
+
+
+def test_dicom_tiling_fetches_frames_in_few_requests(remote_folder: Path, nginx: Any) -> None:
+    path = local_slide(remote_folder, "small_dicom.dcm")
+    with wsikit.open_slide(nginx.url + "small_dicom.dcm") as remote, wsikit.open_slide(path) as local:
+        source = next(iter(remote._fds.values()))  # type: ignore[attr-defined]
+        source._tiles.clear()
+        source._blocks.clear()
+        before = source.requests
+        tiles = list(remote.generate_tiles(500, pad=True))
+        assert len(tiles) == 42
+        assert source.requests - before <= 3
+        for a, b in zip(tiles, local.generate_tiles(500, pad=True)):
+            np.testing.assert_array_equal(a.image, b.image)
