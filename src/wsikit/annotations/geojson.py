@@ -11,9 +11,10 @@ integer).
 Coordinates: QuPath writes image pixels with x = column, y = row and (0, 0) the top-left
 corner of the top-left pixel, which is wsikit's convention: they are taken as they are.
 
-Large files: the coordinate arrays are cut out of the text and parsed by numpy before the
-rest goes to the ``json`` module, so a polygon of millions of vertices costs 16 bytes a
-vertex instead of a Python list and two floats per point.
+Large files: each ring's points are cut out of the text and parsed as flat lists of about
+a million numbers at a time into numpy arrays before the rest goes to the ``json`` module,
+so a polygon of millions of vertices costs 16 bytes a vertex (plus the text) instead of a
+Python list and two floats per point.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import json
 import os
 import re
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -29,13 +31,15 @@ from ..limits import check_allocation
 from .model import Annotations
 from .shapes import DEFAULT_CLASS, AnnotationError, VertexBudget, make_polygon, ring_array
 
-_NUMBER_CHARS = r"[-+0-9.eE\sNaIinfty]"
-# An array of arrays of numbers: a ring's points. The points' brackets delimit each
-# repetition, so a failed match costs one pass over it (no backtracking blow-up).
-_RING = re.compile(r"\[\s*\[" + _NUMBER_CHARS + r"*(?:," + _NUMBER_CHARS + r"*)*\]"
-                   r"(?:\s*,\s*\[" + _NUMBER_CHARS + r"*(?:," + _NUMBER_CHARS + r"*)*\])*\s*\]")
-_TO_SPACES = str.maketrans("[],", "   ")
-_RING_KEY = "\u0000wsikit-ring"
+# The start of a ring: two brackets and a number (the innermost array of arrays), and its
+# end: the first two closing brackets after it (points hold no brackets).
+_RING_START = re.compile(r"\[\s*\[\s*[-+0-9.NI]")
+_RING_END = re.compile(r"\]\s*\]")
+_NOT_RING = re.compile(r"[^-+0-9.eE\s,\[\]NaIinfty]")
+_NO_BRACKETS = str.maketrans("[]", "  ")
+_RING_KEY = "__wsikit_ring__"
+# Numbers parsed by the json module at once: a flat list of this many floats at a time.
+_NUMBERS_AT_ONCE = 1 << 20
 _NO_AREA = {"Point", "MultiPoint", "LineString", "MultiLineString"}
 
 
@@ -51,29 +55,68 @@ def read_geojson(path: str | os.PathLike[str], *, default_class: str = DEFAULT_C
     except UnicodeDecodeError as exc:
         raise AnnotationError(path, f"not a GeoJSON file (not UTF-8 text: {exc.reason})") from None
     rings: list[np.ndarray] = []
-
-    def cut(match: re.Match[str]) -> str:
-        body = match.group()
-        points = body.count("[") - 1
-        budget.take(points, f"ring {len(rings)}")
-        numbers = np.array(body.translate(_TO_SPACES).split(), dtype=np.float64) if points < 64 else \
-            np.fromstring(body.translate(_TO_SPACES), sep=" ")
-        if points == 0 or len(numbers) % points or len(numbers) // points not in (2, 3):
-            return body  # points of mixed sizes: left to the json module
-        rings.append(numbers.reshape(points, -1)[:, :2].copy())
-        return f'{{"{_RING_KEY}": {len(rings) - 1}}}'
-
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", DeprecationWarning)  # numpy: "could not be read to its end"
-            reduced = _RING.sub(cut, text)
+        reduced = _cut_rings(text, rings, budget)
         del text
         data = json.loads(reduced)
-    except (ValueError, DeprecationWarning) as exc:
+    except ValueError as exc:
         raise AnnotationError(path, f"not valid JSON: {exc}") from None
     except RecursionError:
         raise AnnotationError(path, "not valid JSON: nested too deeply") from None
     return _annotations(data, rings, os.fspath(path), default_class, repair, budget)
+
+
+def _cut_rings(text: str, rings: list[np.ndarray], budget: VertexBudget) -> str:
+    """``text`` with each ring of numbers replaced by ``{"__wsikit_ring__": k}``, rings[k]
+    its (n, 2) points; rings that are not plain [[x, y], ...] arrays are left in place."""
+    parts: list[str] = []
+    done = 0
+    position = 0
+    while match := _RING_START.search(text, position):
+        start = match.start()
+        end_match = _RING_END.search(text, start)
+        if end_match is None:
+            break
+        end = end_match.end()
+        k = start - 1
+        while k >= 0 and text[k] in " \t\r\n":
+            k -= 1
+        before = text[k] if k >= 0 else ""
+        points = _ring_points(text[start:end], budget, len(rings)) if before in ("[", ",") else None
+        if points is not None:
+            parts.append(text[done:start])
+            parts.append(f'{{"{_RING_KEY}": {len(rings)}}}')
+            rings.append(points)
+            done = end
+        position = end
+    parts.append(text[done:])
+    return "".join(parts)
+
+
+def _ring_points(body: str, budget: VertexBudget, index: int) -> np.ndarray | None:
+    """The (n, 2) points of ``[[x, y], ...]``, or None when it is something else."""
+    if _NOT_RING.search(body):
+        return None
+    count = body.count("[") - 1
+    if count < 1 or body.count("]") != count + 1:
+        return None
+    budget.take(count, f"ring {index}")
+    flat = body[1:-1].translate(_NO_BRACKETS)
+    numbers = [np.array(json.loads(f"[{chunk}]"), dtype=np.float64) for chunk in _chunks(flat)]
+    values = np.concatenate(numbers) if numbers else np.zeros(0)
+    if len(values) % count or len(values) // count not in (2, 3):
+        return None  # points of mixed sizes: left to the json module, which tells what is wrong
+    return np.ascontiguousarray(values.reshape(count, -1)[:, :2])
+
+
+def _chunks(flat: str) -> Iterator[str]:
+    """``flat`` (numbers and commas) cut at commas into pieces of about _NUMBERS_AT_ONCE numbers."""
+    size = _NUMBERS_AT_ONCE * 8
+    start = 0
+    while start < len(flat):
+        cut = flat.find(",", start + size) if start + size < len(flat) else -1
+        yield flat[start:] if cut < 0 else flat[start:cut]
+        start = len(flat) if cut < 0 else cut + 1
 
 
 def _annotations(data: Any, rings: list[np.ndarray], path: str, default_class: str, repair: bool,

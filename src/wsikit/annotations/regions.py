@@ -92,13 +92,16 @@ class PolygonRegion:
 
 
 def _cut(geometry: Geometry) -> np.ndarray:
-    """The polygons of ``geometry`` cut in halves until each has at most PIECE_VERTICES vertices."""
+    """The polygons of ``geometry`` cut in halves until each has at most PIECE_VERTICES
+    vertices (more for a region of over PIECE_VERTICES * 2048 vertices)."""
     import shapely
 
     done: list[np.ndarray] = []
     todo = shapely.get_parts(geometry)
+    # Huge regions get larger pieces: a few thousand of them, so that cutting stays quick.
+    limit = max(PIECE_VERTICES, int(shapely.get_num_coordinates(geometry)) // 2048)
     while len(todo):
-        big = shapely.get_num_coordinates(todo) > PIECE_VERTICES
+        big = shapely.get_num_coordinates(todo) > limit
         done.append(todo[~big])
         halves: list[Geometry] = []
         for part in todo[big]:

@@ -78,11 +78,12 @@ def make_polygon(shell: np.ndarray, holes: Sequence[np.ndarray], path: str | os.
         if len(ring) < 3 or (len(ring) == 3 and (ring[0] == ring[2]).all()):
             raise AnnotationError(path, f"{where}: {name} is empty or has fewer than 3 distinct points")
     polygon = shapely.Polygon(shell, holes or None)
-    if not polygon.area > 0:
-        raise AnnotationError(path, f"{where}: the polygon has zero area (an empty polygon, or its points "
-                                    "lie on a line)")
     if shapely.is_valid(polygon):
+        if not polygon.area > 0:  # never for a valid polygon; kept for degenerate input GEOS accepts
+            raise AnnotationError(path, f"{where}: the polygon has zero area")
         return polygon
+    if shapely.convex_hull(polygon).area == 0:
+        raise AnnotationError(path, f"{where}: the polygon has zero area (its points lie on a line)")
     if not repair:
         raise AnnotationError(path, f"{where}: invalid polygon ({shapely.is_valid_reason(polygon)}); "
                                     "pass repair=True to mend it with shapely.make_valid")
