@@ -130,10 +130,10 @@ class DeepZoomGenerator:
                        for t, z_full, b, a in zip(address, self._z_dimensions[dz_level], before, after))
         l_location = [self._l_z_downsamples[dz_level] * (self._tile_size * t - b) for t, b in zip(address, before)]
         # Location rounded down, size rounded up, both clipped to the slide level.
-        l0_location = tuple(int(self._l0_l_downsamples[slide_level] * l + offset)
-                            for l, offset in zip(l_location, self._l0_offset))
-        l_size = tuple(int(min(math.ceil(self._l_z_downsamples[dz_level] * z), l_full - math.ceil(l)))
-                       for l, z, l_full in zip(l_location, z_size, self._l_dimensions[slide_level]))
+        l0_location = tuple(int(self._l0_l_downsamples[slide_level] * start + offset)
+                            for start, offset in zip(l_location, self._l0_offset))
+        l_size = tuple(int(min(math.ceil(self._l_z_downsamples[dz_level] * z), l_full - math.ceil(start)))
+                       for start, z, l_full in zip(l_location, z_size, self._l_dimensions[slide_level]))
         return ((l0_location[0], l0_location[1]), slide_level, (l_size[0], l_size[1])), (z_size[0], z_size[1])
 
     def get_tile_coordinates(self, level: int, address: tuple[int, int]) -> ReadArgs:
