@@ -156,3 +156,27 @@ def test_dicom_tiling_fetches_frames_in_few_requests(remote_folder: Path, nginx:
         assert source.requests - before <= 3
         for a, b in zip(tiles, local.generate_tiles(500, pad=True)):
             np.testing.assert_array_equal(a.image, b.image)
+
+
+def test_a_forked_child_reads_a_remote_slide_with_its_own_connections(remote_folder: Path, nginx: Any) -> None:
+    import multiprocessing
+
+    with wsikit.open_slide(nginx.url + "sample.svs") as remote:
+        expected = remote.extract_region((0, 0), (1024, 1536))
+        context = multiprocessing.get_context("fork")
+        queue = context.Queue()
+        child = context.Process(target=_read_in_child, args=(remote, queue))
+        child.start()
+        result = queue.get(timeout=60)
+        child.join(30)
+        assert child.exitcode == 0
+        np.testing.assert_array_equal(result, expected)
+        np.testing.assert_array_equal(remote.extract_region((0, 0), (1024, 1536)), expected)  # the parent goes on
+
+
+def _read_in_child(slide: wsikit.SlideBackend, queue: Any) -> None:
+    source = slide._tiles.source  # type: ignore[attr-defined]
+    source._tiles.clear()
+    source._blocks.clear()
+    slide._reader.cache.clear()
+    queue.put(slide.extract_region((0, 0), (1024, 1536)))

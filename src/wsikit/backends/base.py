@@ -37,7 +37,7 @@ from ..pixels import padded, to_uint8
 from ..plan import Plan, TileSpec, make_plan
 from ..reader import DEFAULT_CACHE_BYTES, TiledReader, TileGrid
 from ..remote.prefetch import prefetch_box
-from ..remote.urls import is_url
+from ..remote.urls import display_url, is_url
 from ..reader.stream import RegionRequest, RejectedRequest, Request, read_requests
 from ..reader.tiles import SkippedTileWarning, TileStream, close_stream, plan_requests
 from ..tiling import clip_box, thumbnail_shape
@@ -282,7 +282,7 @@ class SlideBackend(ABC):
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"levels={self.level_count}, shape={self._level_shapes[0] if self._level_shapes else None}"
-        return f"{type(self).__name__}({self.path!r}, {state})"
+        return f"{type(self).__name__}({display_url(self.path)!r}, {state})"  # a URL without password or query
 
     # -- lifecycle -----------------------------------------------------------------------
     def close(self) -> None:

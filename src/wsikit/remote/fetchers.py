@@ -148,6 +148,17 @@ class HttpRanges:
             await self._session.close()
         self._session = None
 
+    def abandon(self) -> None:
+        """Drop the connections of a parent process (after a fork) without touching them."""
+        if self._session is not None:
+            connector = self._session.connector
+            self._session.detach()
+            # Its sockets belong to the parent's event loop: marked closed here, so that
+            # collecting it in the child neither touches them nor warns.
+            if connector is not None:
+                connector._closed = True
+        self._session = None
+
 
 def _short(exc: BaseException) -> str:
     # aiohttp's messages name the host and port, never headers; keep them short.

@@ -176,6 +176,9 @@ class RemoteSource:
         return f"RemoteSource({self.name!r}, size={self.size})"
 
     def _reset(self) -> None:
+        abandon = getattr(self._fetcher, "abandon", None)
+        if abandon is not None and os.getpid() != getattr(self, "_pid", os.getpid()):
+            abandon()  # a forked child: the parent's connections are not ours to use or close
         self._pid = os.getpid()
         self._lock = threading.Lock()
         self._fetcher = range_fetcher(self.url, dict(self._fs_options))
