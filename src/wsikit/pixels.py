@@ -103,15 +103,16 @@ def resize_area(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.stack(planes, axis=2)
 
 
-def area_weights(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
+def area_weights(n_in: int, n_out: int, start: float = 0.0, stop: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """How ``n_out`` pixels average ``n_in`` by area, as bands: (pixels, weights), both
     (n_out, span): output pixel k is the sum over d of ``weights[k, d] * input[pixels[k, d]]``.
 
     An output pixel covers at most ``span`` consecutive input pixels (about n_in / n_out + 1),
     so this is the nonzero part of the (n_out, n_in) weight matrix, without the zeros that
-    made a dense product cost hundreds of times more.
+    made a dense product cost hundreds of times more. ``start`` and ``stop`` (fractional
+    pixel positions, default the whole input) average a part of the input instead.
     """
-    edges = np.linspace(0.0, n_in, n_out + 1)
+    edges = np.linspace(start, n_in if stop is None else stop, n_out + 1)
     lo, hi = edges[:-1, None], edges[1:, None]
     first = np.minimum(np.floor(lo), n_in - 1).astype(np.int64)
     span = int(np.max(np.ceil(hi).astype(np.int64) - first))
@@ -121,9 +122,9 @@ def area_weights(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
     return np.minimum(pixels, n_in - 1), weights  # past the edge the weight is 0
 
 
-def _average_first_axis(data: np.ndarray, n_out: int) -> np.ndarray:
-    """Area-average the first axis of ``data`` to ``n_out`` pixels, as float64."""
-    pixels, weights = area_weights(data.shape[0], n_out)
+def _average_first_axis(data: np.ndarray, n_out: int, start: float = 0.0, stop: float | None = None) -> np.ndarray:
+    """Area-average the first axis of ``data`` (from ``start`` to ``stop``) to ``n_out`` pixels, as float64."""
+    pixels, weights = area_weights(data.shape[0], n_out, start, stop)
     # Gather each output pixel's band (n_out, span, ...) and sum it with its weights;
     # einsum without optimize is a plain C loop (no BLAS threads fighting the readers').
     return np.einsum("ks,ks...->k...", weights, np.take(data, pixels, axis=0))
@@ -159,6 +160,26 @@ def resample_area(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         return np.rint(np.divide(sums, fi * fj, dtype=np.float32 if exact32 else np.float64)).astype(image.dtype)
     rows = _average_first_axis(image, h)  # (h, W, ...)
     out = _average_first_axis(rows.swapaxes(0, 1), w).swapaxes(0, 1)  # (h, w, ...)
+    if np.issubdtype(image.dtype, np.integer):
+        info = np.iinfo(image.dtype)
+        out = np.clip(np.rint(out), info.min, info.max)
+    return out.astype(image.dtype, order="C")
+
+
+def resample_box(image: np.ndarray, box: tuple[float, float, float, float], shape: tuple[int, int]) -> np.ndarray:
+    """Area-average the part ``box`` = (i0, j0, i1, j1) of ``image`` (fractional pixel
+    positions inside it) to ``shape``, keeping the dtype as :func:`resample_area` does.
+
+    A box of whole pixels is cut out and handed to :func:`resample_area`.
+    """
+    i0, j0, i1, j1 = box
+    if not (0 <= i0 < i1 <= image.shape[0] and 0 <= j0 < j1 <= image.shape[1]):
+        raise ValueError(f"box {box} is not inside an image of {image.shape[:2]} pixels")
+    if float(i0).is_integer() and float(j0).is_integer() and float(i1).is_integer() and float(j1).is_integer():
+        return resample_area(image[int(i0) : int(i1), int(j0) : int(j1)], shape)
+    h, w = shape
+    rows = _average_first_axis(image, h, i0, i1)
+    out = _average_first_axis(rows.swapaxes(0, 1), w, j0, j1).swapaxes(0, 1)
     if np.issubdtype(image.dtype, np.integer):
         info = np.iinfo(image.dtype)
         out = np.clip(np.rint(out), info.min, info.max)

@@ -318,17 +318,21 @@ def test_two_tilings_of_one_slide_consumed_in_turns(svs):
                 np.testing.assert_array_equal(tile.image, padded_box(levels[0], *tile.coords, 100, 100))
 
 
-def test_tiles_by_mpp_are_resampled_the_same_on_any_number_of_threads(svs):
+@pytest.mark.parametrize("resampling", ["exact", "fast"])
+def test_tiles_by_mpp_are_resampled_the_same_on_any_number_of_threads(svs, resampling):
     path, _ = svs
     with wsikit.open_slide(path) as slide:
         plan = slide.tile_plan(shape=64, mpp=slide.mpp[0] * 3, pad=True)
         assert plan and any(spec.read_size != spec.shape for spec in plan)
-        parallel = list(slide.read_plan(plan, workers=3))
-        sequential = list(slide.read_plan(plan, workers=1))
+        parallel = list(slide.read_plan(plan, workers=3, resampling=resampling))
+        sequential = list(slide.read_plan(plan, workers=1, resampling=resampling))
         for spec, a, b in zip(plan, parallel, sequential, strict=True):
             expected = resample_area(slide.extract_region(spec.read_location, spec.read_size, level=spec.level), spec.shape)
             np.testing.assert_array_equal(a.image, b.image)
-            np.testing.assert_array_equal(a.image, expected)
+            if resampling == "exact":
+                np.testing.assert_array_equal(a.image, expected)
+            else:  # decoded at 1/2, then 1.5 x area means: close to the exact means, not equal
+                assert np.abs(a.image.astype(int) - expected).mean() < 3
 
 
 @pytest.fixture(scope="module")

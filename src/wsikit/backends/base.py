@@ -38,6 +38,7 @@ from ..plan import Plan, TileSpec, make_plan
 from ..reader import DEFAULT_CACHE_BYTES, TiledReader, TileGrid
 from ..remote.prefetch import prefetch_box
 from ..remote.urls import display_url, is_url
+from ..reader.scaled import DEFAULT_RESAMPLING, check_resampling
 from ..reader.stream import RegionRequest, RejectedRequest, Request, read_requests
 from ..reader.tiles import SkippedTileWarning, TileStream, close_stream, plan_requests
 from ..tiling import clip_box, thumbnail_shape
@@ -447,7 +448,7 @@ class SlideBackend(ABC):
                        pad: bool = False, level: int | None = 0, *, mpp: float | tuple[float, float] | None = None,
                        magnification: float | None = None, min_tissue: float | None = None, tissue_mask: Any = None,
                        annotations: Any = None, min_label: dict[str, float] | None = None, workers: int | None = None, normalize: bool = True, errors: str = "raise",
-                       **options: Any) -> TileStream:
+                       resampling: str = DEFAULT_RESAMPLING, **options: Any) -> TileStream:
         """Tiles of ``shape`` (h, w) every ``stride`` pixels, row-major, on the tiling grid of
         PathML's ``generate_tiles`` (see :mod:`wsikit.tiling`).
 
@@ -457,17 +458,20 @@ class SlideBackend(ABC):
         listed in the returned iterator's ``skipped_tiles``. The keyword arguments
         ``mpp``, ``magnification``, ``min_tissue``, ``tissue_mask``, ``annotations`` (tiles get
         ``labels`` and ``masks``) and ``min_label`` choose tiles (see :meth:`tile_plan`); others
-        are the backend's read options (see ``extract_region``).
+        are the backend's read options (see ``extract_region``). ``resampling``: "fast" decodes
+        JPEG levels at 1/2, 1/4, 1/8 where tiles are coarser than the level, "exact" area-averages
+        full decodes (:mod:`wsikit.reader.scaled`).
         """
         self._ensure_usable()
         check_errors(errors)
         self._check_read_options(options)
         plan = self.tile_plan(shape, stride, pad, level, mpp=mpp, magnification=magnification, min_tissue=min_tissue,
                               tissue_mask=tissue_mask, annotations=annotations, min_label=min_label)
-        return self.read_plan(plan, workers=workers, normalize=normalize, errors=errors, **options)
+        return self.read_plan(plan, workers=workers, normalize=normalize, errors=errors, resampling=resampling,
+                              **options)
 
     def read_plan(self, plan: Plan | Iterable[TileSpec], *, workers: int | None = None, normalize: bool = True,
-                  errors: str = "raise", **options: Any) -> TileStream:
+                  errors: str = "raise", resampling: str = DEFAULT_RESAMPLING, **options: Any) -> TileStream:
         """The tiles of a plan (``tile_plan``'s, part of one, or TileSpecs of the caller's
         own), in order, read in parallel; see ``generate_tiles`` for the arguments."""
         self._ensure_usable()
@@ -475,7 +479,8 @@ class SlideBackend(ABC):
         self._check_read_options(options)
         workers = self._check_workers(workers)
         results = read_requests(self, plan_requests(plan), normalize=bool(normalize), workers=workers,
-                                options=options, plan=plan if isinstance(plan, Plan) else None)
+                                options=options, plan=plan if isinstance(plan, Plan) else None,
+                                resampling=check_resampling(resampling))
         stream = TileStream(results, skip=errors == "skip", labeller=tile_labeller(plan))
         self._last_skipped.tiles = stream.skipped_tiles
         return stream

@@ -23,10 +23,11 @@ import numpy as np
 
 from ..errors import CorruptSlideError, SlideError
 from ..limits import check_allocation
-from ..pixels import padded, resample_area
+from ..pixels import padded, resample_area, resample_box
 from ..remote.prefetch import has_prefetch, prefetch_ahead
+from .scaled import DEFAULT_RESAMPLING, ScaledGrids, jpeg_reduction
 from .tile_grid import TileGrid
-from .uses import UseCounter, count_uses
+from .uses import UseCounter, UseWindow, counted_ahead
 from .workers import ordered_map
 
 if TYPE_CHECKING:
@@ -73,23 +74,25 @@ Result = tuple[Any, Union[np.ndarray, None], Union[BaseException, None]]
 
 
 def read_requests(slide: SlideBackend, requests: Iterable[Request], *, normalize: bool, workers: int | None,
-                  options: dict[str, Any], plan: Plan | None = None) -> Iterator[Result]:
+                  options: dict[str, Any], plan: Plan | None = None,
+                  resampling: str = DEFAULT_RESAMPLING) -> Iterator[Result]:
     """``(request, pixels, error)`` for every request, in order, read on ``workers`` threads.
 
     A SlideError reading a request comes back as its ``error`` and reading goes on; so does
     the error of a RejectedRequest. ``plan``, the Plan the requests come from, lets the
     reader count native-tile uses from the plan's arrays instead of a pass over the requests.
+    ``resampling="fast"`` reads boxes larger than their shape from JPEG levels decoded at a
+    reduced size where it can (:mod:`.scaled`); "exact" area-averages full decodes.
     """
     grids = [slide._level_grid(k) for k in range(slide.level_count)]
     if options or any(grid is None for grid in grids):
         return ordered_map(_ExtractReading(slide, normalize, options).read, requests, workers)
-    reading = _GridReading(slide, [g for g in grids if g is not None], normalize)
-    uses = None
-    # Knowing every native tile's uses lets the reader cache only tiles used again.
-    if plan is not None:
-        uses = plan_uses(plan, reading.grids[plan.level])
-    elif isinstance(requests, (Sequence, np.ndarray)):
-        uses = count_uses(reading.boxes_of(requests))
+    reading = _GridReading(slide, [g for g in grids if g is not None], normalize, resampling == "fast",
+                           None if plan is None else (plan.level, min(plan._ratio)))
+    # Knowing the native tiles' uses over the requests ahead lets the reader cache only the
+    # tiles used again, and drop each after its last use (memory flat for any slide).
+    uses = UseWindow()
+    requests = counted_ahead(requests, reading.box_of, uses)
     if has_prefetch(reading.grids):  # a remote file: announce the tiles of requests ahead (wsikit.remote)
         requests = prefetch_ahead(requests, reading.box_of)
     stream = slide._reader.stream(requests, reading.box_of, reading.finish, workers=workers, uses=uses)
@@ -121,12 +124,37 @@ class _GridReading:
     the stitched pixels into the request's array (zero outside the level, normalised,
     area-averaged to its shape)."""
 
-    def __init__(self, slide: SlideBackend, grids: list[TileGrid], normalize: bool) -> None:
+    def __init__(self, slide: SlideBackend, grids: list[TileGrid], normalize: bool, fast: bool = False,
+                 plan_ratio: tuple[int, float] | None = None) -> None:
         self.slide = slide
         self.grids = grids
         self.normalize = normalize
         self.pixel_shape, self.dtype = slide._pixel_shape(normalize)
         self.checked: set[tuple[int, int]] = set()  # read sizes already checked against the memory limit
+        self.scaled = ScaledGrids(slide, grids) if fast else None
+        # A plan's (level, ratio): its boxes, rounded to whole pixels, all read at the reduction
+        # of the ratio it was made with (a box one pixel larger must not decode differently).
+        self.plan_ratio = plan_ratio
+        # (level, read size, shape) -> the grid such requests read and its reduction (1: none)
+        self.reductions: dict[tuple[int, tuple[int, int], tuple[int, int]], tuple[TileGrid, int]] = {}
+
+    def source(self, request: BoxRequest) -> tuple[TileGrid, int]:
+        """The grid a request is read from: its level's, or that level decoded at 1/d."""
+        level, size, shape = request.level, request.read_size, request.shape
+        if self.scaled is None or size == shape:
+            return self.grids[level], 1
+        key = (level, size, shape)
+        found = self.reductions.get(key)
+        if found is None:
+            grid = self.grids[level]
+            if self.plan_ratio is not None and self.plan_ratio[0] == level:
+                ratio = self.plan_ratio[1]
+            else:
+                ratio = min(size[0] / shape[0], size[1] / shape[1])
+            d = jpeg_reduction(ratio, grid.tile_shape)
+            scaled = self.scaled.grid(level, d) if d > 1 else None
+            found = self.reductions[key] = (grid, 1) if scaled is None else (scaled, d)
+        return found
 
     def box_of(self, request: Request) -> tuple[TileGrid, int, int, int, int] | None:
         if isinstance(request, RejectedRequest):
@@ -138,8 +166,10 @@ class _GridReading:
         level = request.level
         if not 0 <= level < len(self.grids):
             raise BadRequest(f"level must be in [0, {len(self.grids) - 1}] for this slide, got {level}")
-        grid = self.grids[level]
+        grid, d = self.source(request)
         (i, j), (h, w) = request.read_location, size
+        if d > 1:  # the whole pixels of the reduced level that cover the box
+            i, j, h, w = i // d, j // d, -(-(i + h) // d) - i // d, -(-(j + w) // d) - j // d
         i0, j0, i1, j1 = max(i, 0), max(j, 0), min(i + h, grid.shape[0]), min(j + w, grid.shape[1])
         return (grid, i0, j0, i1, j1) if i0 < i1 and j0 < j1 else None
 
@@ -152,6 +182,10 @@ class _GridReading:
                 continue
 
     def finish(self, request: BoxRequest, array: np.ndarray | None) -> np.ndarray:
+        if self.scaled is not None and request.read_size != request.shape:
+            grid, d = self.source(request)
+            if d > 1:
+                return self.finish_reduced(request, array, d)
         size = request.read_size
         if array is not None and array.shape[:2] == size:
             if not self.slide.is_rgb:
@@ -161,6 +195,19 @@ class _GridReading:
             part = None if array is None else self.slide._normalized(array, self.normalize)
             array = padded(part, (max(i, 0) - i, max(j, 0) - j), size, self.pixel_shape, self.dtype)
         return array if size == request.shape else resample_area(array, request.shape)
+
+    def finish_reduced(self, request: BoxRequest, array: np.ndarray | None, d: int) -> np.ndarray:
+        """The request's pixels from the whole pixels of its level reduced d times that
+        cover its box: zero outside the level, the box's fractional part area-averaged."""
+        (i, j), (h, w) = request.read_location, request.read_size
+        ci, cj = i // d, j // d
+        size = (-(-(i + h) // d) - ci, -(-(j + w) // d) - cj)
+        if array is None or array.shape[:2] != size:  # partly or wholly outside the level
+            array = padded(array, (max(ci, 0) - ci, max(cj, 0) - cj), size, self.pixel_shape, self.dtype)
+        box = (i / d - ci, j / d - cj, (i + h) / d - ci, (j + w) / d - cj)
+        if box == (0, 0) + size and size == request.shape:
+            return array  # d divides the box and its ratio: the reduced decode is the tile
+        return resample_box(array, box, request.shape)
 
     def results(self, stream: Iterator[Result]) -> Iterator[Result]:
         for request, image, error in stream:

@@ -25,6 +25,7 @@ import numpy as np
 
 from .cache import DEFAULT_CACHE_BYTES, TileCache, _Pending
 from .tile_grid import TileGrid, decoded_tile, stitch
+from .uses import UseWindow, _GridUses
 from .workers import WorkerPool, default_workers
 
 # Decoded pixels a stream may hold in regions read ahead of the consumer.
@@ -162,7 +163,8 @@ class TiledReader:
 
     def stream(self, items: Iterable[Any], box_of: Callable[[Any], _Box | None], finish: _Finish, *,
                workers: int | None = None, lookahead: int | None = None,
-               uses: dict[Hashable, np.ndarray] | None = None) -> Iterator[tuple[Any, Any, BaseException | None]]:
+               uses: dict[Hashable, np.ndarray] | UseWindow | None = None
+               ) -> Iterator[tuple[Any, Any, BaseException | None]]:
         """Read a region for every item, in order: yields ``(item, value, error)``.
 
         ``box_of(item)`` gives ``(grid, i0, j0, i1, j1)``, a box inside the grid's level, or
@@ -172,8 +174,9 @@ class TiledReader:
         reading goes on. ``workers=1`` reads in the calling thread; otherwise native tiles
         of up to ``lookahead`` regions ahead are decoded on ``workers`` threads: the calling
         thread (whenever it would otherwise wait) and ``workers - 1`` started here. ``uses``
-        (from :func:`count_uses`) says how many regions need each native tile: a tile needed
-        once is not cached, a tile is dropped from the cache after its last use.
+        (from :func:`count_uses`, or a :class:`UseWindow` filled ahead of the items) says how
+        many regions need each native tile: a tile needed once is not cached, a tile is
+        dropped from the cache after its last use.
         """
         workers = default_workers() if workers is None else workers
         pool: WorkerPool | None = None
@@ -248,7 +251,7 @@ class TiledReader:
             if not head.done:
                 signal.wait(head)
 
-    def _start(self, item: Any, box: _Box | None, finish: _Finish, uses: dict[Hashable, np.ndarray] | None,
+    def _start(self, item: Any, box: _Box | None, finish: _Finish, uses: dict[Hashable, np.ndarray] | UseWindow | None,
                signal: _Signal, batch: _Batch) -> _Region:
         if box is None:
             region = _Region(item, None, _NO_BOX, _NO_ORIGIN, 0, (), finish, signal)
@@ -319,7 +322,7 @@ class TiledReader:
         return region
 
     @staticmethod
-    def _uses(counts: np.ndarray | None, grid: TileGrid, ti: int, tj: int, i0: int, j0: int, i1: int,
+    def _uses(counts: np.ndarray | _GridUses | None, grid: TileGrid, ti: int, tj: int, i0: int, j0: int, i1: int,
               j1: int) -> tuple[int, bool]:
         """(uses left after this one, or -1 when unknown; whether to cache the tile)."""
         if counts is not None:

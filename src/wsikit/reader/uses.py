@@ -1,8 +1,11 @@
 """How many regions of a stream need each native tile, so that the cache keeps a tile
-until its last use and never keeps a tile used once."""
+until its last use and never keeps a tile used once: counted for a whole list of boxes
+(:func:`count_uses`), or over a horizon of requests ahead of a stream (:class:`UseWindow`,
+:func:`counted_ahead`), which is what streams of plans use."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Hashable, Iterable
+from collections import deque
+from typing import TYPE_CHECKING, Callable, Hashable, Iterable, Iterator, TypeVar
 
 import numpy as np
 
@@ -10,6 +13,8 @@ from .tile_grid import TileGrid
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
+
+_Item = TypeVar("_Item")
 
 
 class UseCounter:
@@ -71,3 +76,78 @@ def count_uses(boxes: Iterable[tuple[TileGrid, int, int, int, int] | None]) -> d
     for key, chunk in chunks.items():
         counter.add(grids[key], chunk)
     return counter.counts()
+
+
+#: requests a stream's use counts look ahead: tiles used again further ahead are decoded again
+USE_HORIZON = 2048
+
+
+class UseWindow:
+    """How many of the requests pulled ahead of a stream need each native tile.
+
+    Counting a whole plan up front holds an array per level, and its bookkeeping grows with
+    the slide; here only the requests of a horizon ahead of the reader are counted
+    (:func:`counted_ahead`), so memory stays flat however large the slide. A tile whose last
+    use in the horizon has been read is dropped from the cache; one used again beyond the
+    horizon (rare in row-major tilings, whose reuse is at most a row of tiles away) is
+    decoded again. ``window.get(grid_key)`` gives the counts of one grid, indexed by
+    ``[ti, tj]``, as :meth:`TiledReader.stream` reads and decrements them.
+    """
+
+    __slots__ = ("counts",)
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[Hashable, int, int], int] = {}
+
+    def add(self, box: tuple[TileGrid, int, int, int, int] | None) -> None:
+        """Count one request's box (None: nothing to read)."""
+        if box is None:
+            return
+        grid, i0, j0, i1, j1 = box
+        th, tw = grid.tile_shape
+        key, counts = grid.key, self.counts
+        for ti in range(i0 // th, (i1 - 1) // th + 1):
+            for tj in range(j0 // tw, (j1 - 1) // tw + 1):
+                cell = (key, ti, tj)
+                counts[cell] = counts.get(cell, 0) + 1
+
+    def get(self, grid_key: Hashable) -> _GridUses:
+        return _GridUses(self.counts, grid_key)
+
+
+class _GridUses:
+    """One grid's view of a :class:`UseWindow`: ``[ti, tj]`` reads and sets a tile's count
+    (a count set to 0 or less is forgotten)."""
+
+    __slots__ = ("counts", "key")
+
+    def __init__(self, counts: dict[tuple[Hashable, int, int], int], key: Hashable) -> None:
+        self.counts, self.key = counts, key
+
+    def __getitem__(self, index: tuple[int, int]) -> int:
+        return self.counts.get((self.key, index[0], index[1]), 0)
+
+    def __setitem__(self, index: tuple[int, int], value: int) -> None:
+        cell = (self.key, index[0], index[1])
+        if value > 0:
+            self.counts[cell] = value
+        else:
+            self.counts.pop(cell, None)
+
+
+def counted_ahead(requests: Iterable[_Item], box_of: Callable[[_Item], tuple[TileGrid, int, int, int, int] | None],
+                  window: UseWindow, horizon: int = USE_HORIZON) -> Iterator[_Item]:
+    """The requests, in order, each counted into ``window`` ``horizon`` requests before the
+    stream reads it. A request whose box cannot be had is passed on uncounted (the stream
+    reports it at its turn)."""
+    ahead: deque[_Item] = deque()
+    for request in requests:
+        try:
+            window.add(box_of(request))
+        except Exception:
+            pass
+        ahead.append(request)
+        if len(ahead) > horizon:
+            yield ahead.popleft()
+    while ahead:
+        yield ahead.popleft()
