@@ -19,8 +19,8 @@ Item k is a dict: ``image`` (h, w, channels) uint8, ``labels`` {class: fraction}
 ``slide`` (the slide's id: its output folder name, or its file name without extension),
 ``index`` k. ``transform`` (a callable on that dict) is applied to each item.
 
-Processes: the dataset pickles as its description; each process opens its slides and
-stores once, on first use (a forked child reopens them: handles are never shared), so
+Processes: the dataset pickles as its description; each process opens each slide and
+store once, on first use (a forked child reopens them: handles are never shared), so
 ``DataLoader(num_workers=N)`` works. Order: items come in entry order; ``shuffled(seed)``
 gives the same items in an order fixed by ``seed`` (the same for the same seed, in any
 process), and ``permutation(seed)`` that order as indices, e.g. for a sampler.
@@ -57,6 +57,8 @@ class TileDataset:
                  *, transform: Callable[[Item], Any] | None = None) -> None:
         self.transform = transform
         self._order: np.ndarray | None = None
+        self._handles: dict[str, Any] = {}  # slides and stores this process opened, by path
+        self._pid: int | None = None
         if isinstance(source, (str, os.PathLike)):
             if annotations is not None:
                 raise ValueError("annotations apply to plans read on the fly; a tiling output carries its own")
@@ -79,9 +81,22 @@ class TileDataset:
             raise IndexError(f"index {index} out of range for a dataset of {n} tiles")
         flat = k if self._order is None else int(self._order[k])
         entry = int(np.searchsorted(self._offsets, flat, side="right")) - 1
-        item = self._entries[entry].item(flat - int(self._offsets[entry]))
+        item = self._entries[entry].item(flat - int(self._offsets[entry]), self._handle)
         item["index"] = k
         return item if self.transform is None else self.transform(item)
+
+    def _handle(self, key: str, make: Callable[[], Any]) -> Any:
+        """The slide or store ``key`` opened by this process (once; a forked child reopens)."""
+        if self._pid != os.getpid():
+            self._handles, self._pid = {}, os.getpid()
+        if key not in self._handles:
+            self._handles[key] = make()
+        return self._handles[key]
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_handles"], state["_pid"] = {}, None  # each process opens its own
+        return state
 
     def permutation(self, seed: int) -> np.ndarray:
         """The indices 0..len-1 in the order fixed by ``seed`` (numpy's PCG64)."""
@@ -90,7 +105,7 @@ class TileDataset:
     def shuffled(self, seed: int) -> TileDataset:
         """The same items in the order fixed by ``seed``."""
         view = object.__new__(TileDataset)
-        view.__dict__.update(self.__dict__)
+        view.__dict__.update(self.__getstate__())
         base = np.arange(len(self)) if self._order is None else self._order
         view._order = base[self.permutation(seed)]
         return view
@@ -101,9 +116,13 @@ class TileDataset:
         return [e.slide_id for e in self._entries]
 
     def close(self) -> None:
-        """Close the slides and stores this process opened."""
-        for entry in self._entries:
-            entry.close()
+        """Close the slides this process opened."""
+        if self._pid == os.getpid():
+            for handle in self._handles.values():
+                close = getattr(handle, "close", None)
+                if close is not None:
+                    close()
+        self._handles, self._pid = {}, None
 
     def __repr__(self) -> str:
         return f"TileDataset({len(self)} tiles of {len(self._entries)} slides)"
@@ -132,37 +151,16 @@ def _annotations_for(annotations: object, k: int, slide: str) -> Annotations | N
 
 
 class _Entry:
-    """One slide's tiles; opens what it reads once per process."""
+    """One slide's tiles."""
 
     slide_id: str
-    _pid: int | None = None
 
     def __len__(self) -> int:
         raise NotImplementedError
 
-    def item(self, k: int) -> Item:
+    def item(self, k: int, handle: Callable[[str, Callable[[], Any]], Any]) -> Item:
+        """Item ``k`` of this entry; ``handle(key, make)`` gives this process's opened slide or store."""
         raise NotImplementedError
-
-    def _fresh(self) -> bool:
-        """Whether this process must (re)open its handles (first use, or a forked child)."""
-        if self._pid != os.getpid():
-            self._handles: dict[str, Any] = {}
-            self._pid = os.getpid()
-            return True
-        return False
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state.pop("_handles", None)
-        state["_pid"] = None
-        return state
-
-    def close(self) -> None:
-        for handle in getattr(self, "_handles", {}).values():
-            close = getattr(handle, "close", None)
-            if close is not None:
-                close()
-        self._handles = {}
 
 
 class _PlanEntry(_Entry):
@@ -177,20 +175,12 @@ class _PlanEntry(_Entry):
     def __len__(self) -> int:
         return len(self.plan)
 
-    def _slide(self) -> SlideBackend:
-        self._fresh()
-        if "slide" not in self._handles:
-            from .opener import open_slide
-
-            self._handles["slide"] = open_slide(self.slide)
-        slide: SlideBackend = self._handles["slide"]
-        return slide
-
-    def item(self, k: int) -> Item:
+    def item(self, k: int, handle: Callable[[str, Callable[[], Any]], Any]) -> Item:
         from .annotations import TileFrames
+        from .opener import open_slide
         from .plan import Plan, TileSpec
 
-        slide = self._slide()
+        slide: SlideBackend = handle(self.slide, lambda: open_slide(self.slide))
         spec = self.plan[k]
         if not isinstance(spec, TileSpec):
             spec = TileSpec(*spec)
@@ -241,18 +231,11 @@ class _FolderEntry(_Entry):
     def __len__(self) -> int:
         return len(self.coords)
 
-    def _group(self) -> Any:
-        self._fresh()
-        if "group" not in self._handles:
-            import zarr
-
-            self._handles["group"] = zarr.open_group(os.path.join(self.folder, ZARR_STORE), mode="r")
-        return self._handles["group"]
-
-    def item(self, k: int) -> Item:
+    def item(self, k: int, handle: Callable[[str, Callable[[], Any]], Any]) -> Item:
         packed: np.ndarray | None = None
         if self.files is None:
-            group = self._group()
+            store = os.path.join(self.folder, ZARR_STORE)
+            group = handle(store, lambda: _open_group(store))
             image = np.asarray(group["tiles"][k])
             if self.classes and MASKS_ARRAY in group:
                 packed = np.asarray(group[MASKS_ARRAY][k])
@@ -263,6 +246,12 @@ class _FolderEntry(_Entry):
         masks = {} if packed is None else unpack_masks(packed, self.classes)
         return {"image": image, "labels": dict(zip(self.classes, self.fractions[k].tolist())), "masks": masks,
                 "coords": self.coords[k].copy(), "slide": self.slide_id}
+
+
+def _open_group(path: str) -> Any:
+    import zarr
+
+    return zarr.open_group(path, mode="r")
 
 
 def _read_image(path: str) -> np.ndarray:
