@@ -21,8 +21,10 @@ the options, never on who ran them.
 """
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -146,8 +148,8 @@ class _SlideTasks:
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
         # The task opens slide URLs with the storage options in force here (wsikit.remote).
-        return self.client.submit(call_with_storage_options, current_defaults(), fn, *args, retries=self.retries,
-                                  pure=False)
+        return self.client.submit(call_with_storage_options, current_defaults(), _in_worker, fn, *args,
+                                  retries=self.retries, pure=False)
 
     def run(self, jobs: list[SlideJob], progress: bool | None,
             on_result: Callable[[SlideResult], None] | None) -> list[SlideResult]:
@@ -208,6 +210,38 @@ class _SlideTasks:
                 else:
                     settle(index, value)
         return [results[index] for index in range(len(jobs))]
+
+
+def _in_worker(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run a task's function on a Dask worker, the worker's heap first made fit for tiles."""
+    _heap_for_tiles()
+    return fn(*args)
+
+
+_heap_tuned = False
+
+
+def _heap_for_tiles() -> None:
+    """Let glibc serve tile-sized buffers from the heap again in a Dask worker.
+
+    Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_`` set, which also freezes
+    glibc's mmap threshold at 128 KiB: every buffer of a tile (192 KiB for 256 x 256 RGB)
+    is then a fresh mmap, zeroed page by page and unmapped when freed. Measured: tiling in
+    such a process ran 1.7-1.9x slower. Buffers up to 4 MiB come from the heap again; the
+    trim threshold Dask chose (memory handed back) is kept. Once per process, Linux only.
+    """
+    global _heap_tuned
+    if _heap_tuned or "MALLOC_TRIM_THRESHOLD_" not in os.environ or not sys.platform.startswith("linux"):
+        return
+    _heap_tuned = True
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt(_M_MMAP_THRESHOLD, 4 * 1024 * 1024)
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        pass
+
+
+_M_MMAP_THRESHOLD = -3  # mallopt parameter (malloc.h)
 
 
 def _plan_and_start(job: SlideJob) -> SlideResult | tuple[SlidePart, PartStart]:
