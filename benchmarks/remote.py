@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         direct = f"http://127.0.0.1:{nginx.port}/bench.svs"
         s3 = None
         if moto_available():
-            s3 = S3Server().start()
+            s3 = S3Server(own_process=True).start()
             s3.put(path, "bench.svs")
             s3_proxy = LatencyProxy(s3.port, DELAY_MS).start()
             s3_options = dict(s3.storage_options, endpoint_url=f"http://127.0.0.1:{s3_proxy.port}")

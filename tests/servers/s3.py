@@ -5,6 +5,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from types import TracebackType
 from typing import Any
 
@@ -25,24 +27,36 @@ def moto_available() -> bool:
 
 
 class S3Server:
-    """``with S3Server() as s3:`` a bucket ``s3.bucket`` at ``s3.endpoint``."""
+    """``with S3Server() as s3:`` a bucket ``s3.bucket`` at ``s3.endpoint``.
 
-    def __init__(self, bucket: str = "slides") -> None:
+    The server runs on a thread of this process (moto's ThreadedMotoServer), or with
+    ``own_process=True`` as ``python -m moto.server`` (the benchmark's choice: moto's Python
+    then never competes with the reader under test for this process's GIL).
+    """
+
+    def __init__(self, bucket: str = "slides", own_process: bool = False) -> None:
         self.bucket = bucket
+        self.own_process = own_process
         self.port = 0
         self.endpoint = ""
         self._server: Any = None
+        self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> S3Server:
         import logging
 
         from moto.server import ThreadedMotoServer
 
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request on stderr
         self.port = free_port()
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
-        self._server.start()
-        wait_for_port(self.port)
+        if self.own_process:
+            self._process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
+                                              str(self.port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            wait_for_port(self.port, timeout=30, process=self._process)
+        else:
+            logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request on stderr
+            self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+            self._server.start()
+            wait_for_port(self.port)
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.filesystem().mkdir(self.bucket)
         return self
@@ -66,6 +80,14 @@ class S3Server:
         if self._server is not None:
             self._server.stop()
             self._server = None
+        if self._process is not None:
+            self._process.terminate()
+            try:
+                self._process.wait(10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+            self._process = None
 
     def __enter__(self) -> S3Server:
         return self.start()
