@@ -46,9 +46,6 @@ def open_url(url: str, backend: str | None, options: dict[str, Any]) -> SlideBac
         options = {k: v for k, v in options.items() if k != "storage_options"}
         return open_slide(local, backend=backend, **options)
     name = display_url(url)
-    reader = _url_reader(url, backend)
-    if reader is not None:  # a backend that speaks a protocol of its own (DICOMweb)
-        return reader(url, **options)
     if backend in _LOCAL_ONLY:
         raise UnsupportedFormatError(name, f"{_LOCAL_ONLY[backend]} reads local files only; download the slide "
                                            "first, or open the URL with the tiff or dicom backend")
@@ -84,22 +81,6 @@ def open_url(url: str, backend: str | None, options: dict[str, Any]) -> SlideBac
     cls = backend_class(chosen)
     with _handing_over(url, source):
         return cls(url, storage_options=storage_options, **options)
-
-
-def _url_reader(url: str, backend: str | None) -> type[SlideBackend] | None:
-    """A backend that reads ``url`` itself (class attribute ``reads_urls = True`` and a
-    ``can_read(url)`` that says yes), the forced one or the first in the registry's order."""
-    from ..backends import backend_class_or_none, backend_names
-
-    for candidate in [backend] if backend is not None else backend_names():
-        cls = backend_class_or_none(candidate)
-        if cls is not None and getattr(cls, "reads_urls", False):
-            try:
-                if cls.can_read(url):
-                    return cls
-            except Exception:  # can_read must not fail; a broken one is not the reader
-                continue
-    return None
 
 
 @contextlib.contextmanager
