@@ -52,3 +52,27 @@ def test_whole_pixel_blocks_are_exact_means_rounded_half_to_even(dtype):
     assert resample_area(ties, (1, 1))[0, 0] == 2
     ties = np.array([[2, 3], [2, 3]], dtype)  # mean 2.5 -> 2
     assert resample_area(ties, (1, 1))[0, 0] == 2
+
+
+def test_a_fractional_box_equals_the_dense_weights_over_it():
+    from wsikit.pixels import resample_box
+
+    rng = np.random.default_rng(5)
+    image = rng.random((40, 50, 3))
+    box = (2.5, 3.25, 37.75, 49.5)
+    h, w = 13, 17
+
+    def weights(start, stop, n_in, n_out):
+        edges = np.linspace(start, stop, n_out + 1)
+        out = np.zeros((n_out, n_in))
+        for k in range(n_out):
+            for p in range(n_in):
+                out[k, p] = max(0.0, min(edges[k + 1], p + 1) - max(edges[k], p))
+        return out / out.sum(axis=1, keepdims=True)
+
+    expected = np.einsum("iI,jJ,IJc->ijc", weights(box[0], box[2], 40, h), weights(box[1], box[3], 50, w), image)
+    np.testing.assert_allclose(resample_box(image, box, (h, w)), expected, rtol=0, atol=1e-12)
+    ints = (image * 255).astype(np.uint8)
+    np.testing.assert_array_equal(resample_box(ints, (4, 6, 36, 46), (16, 20)), resample_area(ints[4:36, 6:46], (16, 20)))
+    with pytest.raises(ValueError, match="not inside"):
+        resample_box(image, (0, 0, 41, 10), (4, 4))

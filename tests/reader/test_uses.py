@@ -22,3 +22,30 @@ def test_count_uses_matches_a_brute_force_count(image):
                 _, i0, j0, i1, j1 = box
                 expected[i0 // th : (i1 - 1) // th + 1, j0 // tw : (j1 - 1) // tw + 1] += 1
         np.testing.assert_array_equal(uses[grid.key], expected)
+
+
+def test_a_window_counts_the_requests_ahead_and_forgets_used_tiles(image):
+    from wsikit.reader.uses import UseWindow, counted_ahead
+
+    source = CountingImage(image, (30, 40))
+    grid = source.tile_grid
+    rng = np.random.default_rng(4)
+    boxes = [(grid,) + b for b in random_boxes(image.shape, 200, rng)]
+    window = UseWindow()
+    pulled = counted_ahead(iter(boxes), lambda box: box, window, horizon=16)
+    full = count_uses(iter(boxes))[grid.key].copy()
+    seen = np.zeros_like(full)
+    th, tw = grid.tile_shape
+    for n, box in enumerate(pulled):
+        assert box is boxes[n]
+        _, i0, j0, i1, j1 = box
+        counts = window.get(grid.key)
+        # every request up to 16 ahead is counted, none further
+        ahead = count_uses(iter(boxes[n : n + 17]))[grid.key]
+        for ti in range(i0 // th, (i1 - 1) // th + 1):
+            for tj in range(j0 // tw, (j1 - 1) // tw + 1):
+                assert counts[ti, tj] == ahead[ti, tj]
+                counts[ti, tj] = counts[ti, tj] - 1  # as the stream does when the request is read
+                seen[ti, tj] += 1
+    assert window.counts == {}  # nothing left once every request is read
+    np.testing.assert_array_equal(seen, full)
