@@ -113,3 +113,22 @@ def test_missing_filesystem_names_the_extra() -> None:
 def test_options_for_http_are_checked(nginx: Any) -> None:
     with pytest.raises(TypeError, match="endpoint_url"):
         wsikit.open_slide(nginx.url + "sample.svs", storage_options={"endpoint_url": "http://x"})
+
+
+def test_metadata_walks_fetch_growing_blocks(nginx: Any, remote_folder: Path) -> None:
+    from wsikit.remote.source import BLOCK, RemoteSource
+
+    data = np.random.default_rng(5).integers(0, 256, 24 * 1024 * 1024, dtype=np.uint8).tobytes()
+    (remote_folder / "walk.bin").write_bytes(data)
+    source = RemoteSource(nginx.url + "walk.bin")
+    try:
+        position = 0
+        while position < len(data):  # 8-byte item headers every 64 KiB, as a fragment walk reads
+            assert source.read_at(position, 8) == data[position : position + 8]
+            position += 64 * 1024
+        # 24 MiB in blocks of 256 KiB: the first MiB at opening, then runs of 4, 7, 13, 25, ... blocks
+        assert source.requests <= 6, source.requests
+        assert source.read(len(data) - 100, 100) == data[-100:]
+        assert source.read_at(3 * BLOCK + 5, 2 * BLOCK) == data[3 * BLOCK + 5 : 5 * BLOCK + 5]
+    finally:
+        source.close()

@@ -43,6 +43,8 @@ HEADER_BYTES = 1024 * 1024
 BLOCK = 256 * 1024
 #: blocks fetched after a missed one (IFDs and their tag values lie together)
 READAHEAD_BLOCKS = 3
+#: the most blocks fetched after a miss, when reads walk through the file
+MAX_READAHEAD_BLOCKS = 63
 # Ranges closer than this are fetched in one request (the gap is read and dropped).
 _GAP_BYTES = 64 * 1024
 
@@ -188,6 +190,8 @@ class RemoteSource:
         self._inflight_bytes = 0
         self._pending_blocks: dict[int, concurrent.futures.Future[None]] = {}
         self._failed: dict[int, SlideError] = {}  # tile offset -> why its prefetch failed
+        self._readahead = READAHEAD_BLOCKS
+        self._walk_end = -1  # the block after the last metadata fetch: a miss there is a walk
         self._semaphore: asyncio.Semaphore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -404,7 +408,9 @@ class RemoteSource:
 
     def read_at(self, offset: int, count: int) -> bytes:
         """``count`` bytes at ``offset`` (fewer past the end), through the block cache; a miss
-        fetches :data:`READAHEAD_BLOCKS` more (IFDs and tag values of the same image lie together)."""
+        fetches :data:`READAHEAD_BLOCKS` more (IFDs and tag values of the same image lie together),
+        twice as many each time a miss follows the last one (a walk through the file, such as
+        the fragments of a DICOM file without an offset table), up to :data:`MAX_READAHEAD_BLOCKS`."""
         self._check_fork()
         count = max(0, min(count, self.size - offset))
         if count == 0:
@@ -416,7 +422,13 @@ class RemoteSource:
         if count > 4 * BLOCK:  # a large read (a strip of a picture): fetched as it is, not cached
             return self._run(self._fetch(offset, offset + count), what)
         for _ in range(3):
-            self._wait(self._fetch_blocks(offset // BLOCK, (offset + count - 1) // BLOCK, READAHEAD_BLOCKS), what)
+            first, last = offset // BLOCK, (offset + count - 1) // BLOCK
+            with self._lock:
+                walking = first == self._walk_end
+                self._readahead = min(2 * self._readahead, MAX_READAHEAD_BLOCKS) if walking else READAHEAD_BLOCKS
+                self._walk_end = last + 1 + self._readahead
+                readahead = self._readahead
+            self._wait(self._fetch_blocks(first, last, readahead), what)
             cached = self._from_blocks(offset, count)
             if cached is not None:
                 return cached
