@@ -27,6 +27,8 @@ SERIES = {
                                    seed=36),
     "gray16": dict(factors=(2,), transfer_syntax="explicit", seed=37, tile=128),
     "planes": dict(factors=(2,), seed=38, tile=128),
+    # 512 small frames: more than opening fetches, for reads that must go to the server
+    "many-frames": dict(shape=(1024, 2048), tile=64, factors=(4,), seed=39, thumbnail=False, overview=False),
 }
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -33,7 +33,9 @@ import numpy as np
 from ...checks import as_int, as_pair
 from ...errors import CorruptSlideError, SlideError, UnsupportedFormatError
 from ...limits import check_allocation
+from ...plan import Plan, TileSpec
 from ...reader import TileGrid
+from ...reader.tiles import TileStream
 from ...tiling import thumbnail_shape
 from ..base import SlideBackend
 from ..dicom.codecs import EXPLICIT_LITTLE, NATIVE, frame_decoder, guess_transfer_syntax, is_encapsulated
@@ -45,14 +47,19 @@ from ..dicom.metadata import header_properties, resolution, syntax_name
 from ..dicom.positions import frame_positions
 from ..dicom.series import Instance
 from .client import HTTPClient
-from .fetch import FrameStore, ReadAhead, RemoteInstance
-from .instances import series_instances
+from .fetch import FrameStore, ReadAhead, RemoteInstance, plan_cells
+from .instances import Listed, series_instances
 from .url import SeriesURL, is_dicomweb_url, parse_series_url
 
 _ASSOCIATED_NAMES = {"THUMBNAIL": "thumbnail", "LABEL": "label", "OVERVIEW": "macro"}
 # At most this many requests for frames in flight at once (whatever wsikit_requests says):
 # DICOMweb servers cut frames out of instances, and their cost is per request.
 _MAX_FRAME_REQUESTS = 6
+# The first frames of each instance fetched while opening, when the server does not say how they
+# are stored (the answer says): what a read from the start needs first.
+_PROBED_FRAMES = 32
+# Plans of up to this many tiles have their frames fetched in the plan's order (larger: row-major).
+_PLANNED_TILES = 1 << 20
 
 
 class RemoteFrames(FrameIndex):
@@ -62,12 +69,12 @@ class RemoteFrames(FrameIndex):
         self.store, self.instance_index, self.count = store, instance_index, count
         self.how = "dicomweb"
 
-    def read(self, fd: int, k: int) -> bytes:
-        return self.store.frame(self.instance_index, k + 1)
+    def read(self, fd: object, k: int) -> bytes:
+        return self.store.frame(self.instance_index, k + 1)  # fd: the local helpers' file, unused
 
 
-def _no_file(_path: str) -> int:
-    return -1  # remote frames need no file descriptor
+def _no_file(_path: str) -> Any:
+    return None  # remote frames are read from no file
 
 
 def _native_frame_bytes(instance: Instance) -> int:
@@ -133,15 +140,17 @@ class DICOMwebBackend(SlideBackend):
         self._store = FrameStore(client, cache_bytes=settings.cache_bytes, request_bytes=settings.request_bytes,
                                  requests=min(settings.requests, _MAX_FRAME_REQUESTS))
         self._series = series
+        self._probed: dict[str, int] = {}
         return series
 
     def _open_series(self, series: SeriesURL, optical_path: str | int | None, focal_plane: int | None) -> None:
         self._selection_grids: dict[tuple[int, Plane], TileGrid] = {}
         self._tables: dict[Hashable, np.ndarray] = {}
+        self._readaheads: dict[Hashable, ReadAhead] = {}
         self._grid_lock = threading.Lock()
         store = self._store
         assert store is not None  # set by _connect
-        instances = series_instances(store.client, series)
+        instances = series_instances(store.client, series, self._probe)
         volumes = [i for i in instances if i.kind == "VOLUME"]
         if not volumes:  # a series of only a label or overview still shows what it has
             volumes = [max(instances, key=lambda i: i.shape[0] * i.shape[1])]
@@ -180,20 +189,37 @@ class DICOMwebBackend(SlideBackend):
         self._read_metadata(main, instances)
         self._add_associated(associated, indices)
 
+    def _probe(self, listed: list[Listed]) -> None:
+        """Called with the instances as soon as QIDO-RS lists them: the first frames of those
+        whose transfer syntax the server does not give are fetched at once (their answer says
+        it), while the metadata is still on its way; a read from the start then finds them."""
+        store = self._store
+        assert store is not None
+        for item in listed:
+            url = self._series.instance_url(item.uid)
+            index = store.add_instance(RemoteInstance(url, item.transfer_syntax))
+            self._probed[url] = index
+            if item.transfer_syntax is None:
+                store.prefetch([(index, n) for n in range(1, min(item.frames, _PROBED_FRAMES) + 1)])
+
     def _register(self, instances: list[Instance]) -> dict[str, int]:
-        """Each instance's index in the frame store (by URL); transfer syntaxes the metadata
-        does not give are learnt from each instance's first frame, fetched all at once."""
+        """Each instance's index in the frame store (by URL), its transfer syntax known: from
+        the metadata, else from the answer of its first frames (fetched by :meth:`_probe`)."""
         store = self._store
         assert store is not None
         indices: dict[str, int] = {}
         for instance in instances:
             if instance.path in indices:
                 continue
-            syntax = instance.transfer_syntax
-            native = _native_frame_bytes(instance) if syntax in NATIVE else None
-            indices[instance.path] = store.add_instance(RemoteInstance(instance.path, syntax, native))
+            index = self._probed.get(instance.path)
+            if index is None:
+                index = store.add_instance(RemoteInstance(instance.path, instance.transfer_syntax))
+                if instance.transfer_syntax is None:
+                    store.prefetch([(index, 1)])
+            target = store.instances[index]
+            target.transfer_syntax = target.transfer_syntax or instance.transfer_syntax
+            indices[instance.path] = index
         unknown = [k for k in indices.values() if store.instances[k].transfer_syntax is None]
-        store.prefetch([(k, 1) for k in unknown])
         for k in unknown:
             first = store.frame(k, 1)
             target = store.instances[k]
@@ -327,7 +353,7 @@ class DICOMwebBackend(SlideBackend):
         # Where each frame of the level is fetched from: (store instance, 1-based frame number).
         instance_of = np.array([s.frames.instance_index for s in level.sources if isinstance(s.frames, RemoteFrames)])
         where = np.stack([instance_of[level.positions.instance], level.positions.local + 1], axis=1)
-        ahead = ReadAhead(store, table, where)
+        ahead = self._readaheads[key] = ReadAhead(store, table, where)
         cols = table.shape[1]
 
         def decode(r: int, c: int) -> np.ndarray:
@@ -369,6 +395,25 @@ class DICOMwebBackend(SlideBackend):
         if same_aspect and h >= out_shape[0] and w >= out_shape[1] and h * w < lh * lw:
             return resize_area(self.associated_images["thumbnail"], out_shape)
         return super().get_thumbnail(size)
+
+    def read_plan(self, plan: Plan | Iterable[TileSpec], *, workers: int | None = None, normalize: bool = True,
+                  errors: str = "raise", **options: Any) -> TileStream:
+        """As :meth:`SlideBackend.read_plan`; the frames of a :class:`~wsikit.plan.Plan` are
+        fetched ahead in the order its tiles read them, a full window from the first tile."""
+        self._ensure_usable()
+        if isinstance(plan, Plan) and 0 < len(plan) <= _PLANNED_TILES and 0 <= plan.level < self.level_count:
+            selection: Plane | None = self._selection
+            if options.get("optical_path") is not None or options.get("focal_plane") is not None:
+                try:
+                    selection = self._select(options.get("optical_path"), options.get("focal_plane"),
+                                             default=self._selection)
+                except (TypeError, ValueError):
+                    selection = None  # refused when read, as without a plan
+            if selection is not None:
+                grid = self._grid(plan.level, selection)
+                boxes = plan.read_boxes()
+                self._readaheads[grid.key].follow(plan_cells(boxes, grid.shape, grid.tile_shape))
+        return super().read_plan(plan, workers=workers, normalize=normalize, errors=errors, **options)
 
     # -- requests --------------------------------------------------------------------------
     @property

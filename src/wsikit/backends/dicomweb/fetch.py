@@ -28,6 +28,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ...codestreams import J2K_START, JP2_SIGNATURE
+from ..dicom.codecs import HTJ2K, JPEG_2000, JPEG_LOSSLESS, JPEG_LOSSY, JPEG_LS, JPEG_XL, RLE
+from ..dicom.metadata import syntax_name
 from .client import Answer, DICOMwebError, HTTPClient
 from .multipart import BadAnswer, media_type, split_multipart
 
@@ -37,7 +40,10 @@ _GUESSED_FRAME_BYTES = 24 * 1024
 # Read-ahead: the first window, the most frames ever requested ahead, and one request's most.
 _FIRST_WINDOW = 32
 _MAX_WINDOW = 4096
-_MAX_BATCH = 1024
+_MAX_BATCH = 2048
+# Characters of frame numbers in one request's URL at most (``3,4,5,...``): URLs past 8 KiB are
+# refused by common servers (Orthanc answers 400 "Malformed message" near 16 KiB).
+_MAX_FRAME_LIST = 6000
 _NOT_FRAME_TYPES = ("text/", "application/json", "application/dicom+json", "application/dicom+xml")
 
 
@@ -48,6 +54,20 @@ class RemoteInstance:
     url: str
     transfer_syntax: str | None  # as stored; None until known (then the first answer says)
     native_frame_bytes: int | None = None  # the exact size of an uncompressed frame, when uncompressed
+
+
+def looks_like(syntax: str, data: bytes) -> bool:
+    """Whether ``data`` starts as a frame of transfer syntax ``syntax`` does (a cheap check
+    that an answer holds what it says; uncompressed frames are checked by their size)."""
+    if syntax in JPEG_LOSSY or syntax in JPEG_LOSSLESS or syntax in JPEG_LS:
+        return data.startswith(b"\xff\xd8")
+    if syntax in JPEG_2000 or syntax in HTJ2K:
+        return data.startswith((J2K_START, JP2_SIGNATURE))
+    if syntax in JPEG_XL:
+        return data.startswith((b"\xff\x0a", b"\x00\x00\x00\x0cJXL "))
+    if syntax == RLE:
+        return len(data) >= 64 and 1 <= int.from_bytes(data[:4], "little") <= 15
+    return True
 
 
 class FrameStore:
@@ -111,21 +131,30 @@ class FrameStore:
             raise DICOMwebError(self.instances[instance].url, "the slide was closed while its frames were being "
                                                               "fetched") from None
 
-    def prefetch(self, frames: Sequence[tuple[int, int]]) -> None:
+    def prefetch(self, frames: Sequence[tuple[int, int]], *, ramp: bool = False) -> None:
         """Ask for ``frames`` ((instance, number) pairs, in the order they will be needed) in
-        batches, leaving out those cached or already asked for."""
+        batches, leaving out those cached or already asked for. With ``ramp``, when the first
+        frame is not at hand (a read waits for it), the first batch is small, so that it
+        arrives, and decoding starts, before the large batches behind it are served.
+
+        A batch is at most ``request_bytes`` of frames (estimated), and its URL at most
+        :data:`_MAX_FRAME_LIST` characters of frame numbers (servers refuse longer URLs).
+        """
         batch = self.batch_frames()
         with self._lock:
+            wanted = [key for key in frames if key not in self._cache and key not in self._pending]
+            size = min(batch, _FIRST_WINDOW) if ramp and wanted and wanted[0] == frames[0] else batch
             run: list[int] = []
-            run_instance = -1
-            for key in frames:
-                if key in self._cache or key in self._pending:
-                    continue
-                if key[0] != run_instance or len(run) >= batch:
+            run_instance, run_chars = -1, 0
+            for instance, number in wanted:
+                chars = len(str(number)) + 1
+                if instance != run_instance or len(run) >= size or run_chars + chars > _MAX_FRAME_LIST:
                     if run:
                         self._submit_locked(run_instance, run)
-                    run, run_instance = [], key[0]
-                run.append(key[1])
+                        size = batch
+                    run, run_instance, run_chars = [], instance, 0
+                run.append(number)
+                run_chars += chars
             if run:
                 self._submit_locked(run_instance, run)
 
@@ -173,17 +202,18 @@ class FrameStore:
         if len(parts) != len(numbers):
             raise BadAnswer(f"{len(parts)} parts for the {len(numbers)} frames asked for")
         frames: dict[int, bytes] = {}
+        syntax = target.transfer_syntax
         for number, part in zip(numbers, parts):
             kind, params = media_type(part.content_type)
             if kind.startswith(_NOT_FRAME_TYPES):
                 raise BadAnswer(f"frame {number} came as {kind}, not as image data")
-            syntax = params.get("transfer-syntax")
-            if syntax is not None and syntax != "*":
-                if target.transfer_syntax is None:
-                    target.transfer_syntax = syntax  # the first answer says how the frames are stored
-                elif syntax != target.transfer_syntax:
-                    raise BadAnswer(f"frame {number} came in transfer syntax {syntax}, the instance's frames are "
-                                    f"stored in {target.transfer_syntax}")
+            declared = params.get("transfer-syntax")
+            if declared is not None and declared != "*":
+                if syntax is None:
+                    syntax = declared  # the first answer says how the frames are stored
+                elif declared != syntax:
+                    raise BadAnswer(f"frame {number} came in transfer syntax {declared}, the instance's frames are "
+                                    f"stored in {syntax}")
             location = part.headers.get("content-location")
             if location and location.rstrip("/").rsplit("/", 2)[-2:] != ["frames", str(number)]:
                 raise BadAnswer(f"the part for frame {number} is frame {location.rstrip('/').rsplit('/', 1)[-1]!r}")
@@ -193,6 +223,16 @@ class FrameStore:
             if expected is not None and len(part.data) not in (expected, expected + 1):
                 raise BadAnswer(f"uncompressed frame {number} has {len(part.data)} bytes, not {expected}")
             frames[number] = part.data
+        if syntax is not None:
+            # Frames that do not start as the syntax says: most of them means the answer is not
+            # what it claims (never decoded); a few are frames stored broken, whose decoding
+            # fails alone, naming the frame.
+            odd = [n for n, data in frames.items() if not looks_like(syntax, data)]
+            if 2 * len(odd) > len(frames):
+                raise BadAnswer(f"frame {odd[0]} does not hold a {syntax_name(syntax)} codestream (it starts with "
+                                f"{frames[odd[0]][:8].hex()}), nor do {len(odd) - 1} other(s) of the "
+                                f"{len(frames)}")
+        target.transfer_syntax = syntax  # learnt only from an answer found right throughout
         return frames
 
     # -- the cache -------------------------------------------------------------------------
@@ -229,39 +269,86 @@ class FrameStore:
 
 
 class ReadAhead:
-    """Fetches the frames of one level ahead of reads, in row-major order (see the module docstring)."""
+    """Fetches the frames of one level ahead of reads (see the module docstring).
+
+    The order ahead is the level's row-major order, or the order a tiling plan will read
+    cells in (:meth:`follow`): then the window is full from the first read, as the reads
+    to come are known.
+    """
 
     def __init__(self, store: FrameStore, cells: np.ndarray, where: np.ndarray) -> None:
         self.store = store
-        self.cells = np.asarray(cells).ravel()  # row-major grid cell -> level frame index (-1: none)
+        self.table = np.asarray(cells).ravel()  # row-major grid cell -> level frame index (-1: none)
         self.where = np.asarray(where)  # level frame index -> (store instance, 1-based frame number)
         self._lock = threading.Lock()
-        self._ahead_to = 0  # cells up to here (row-major) have been asked for
+        self._order = self.table  # frame index (-1: none) at each position of the reading order
+        self._position: np.ndarray | None = None  # cell -> position in the order (None: row-major)
+        self._planned = False
+        self._ahead_to = 0  # positions up to here have been asked for
         self._run = 0  # reads in order since the last jump
+
+    def follow(self, cells: np.ndarray) -> None:
+        """Reads will take the cells ``cells`` (row-major cell numbers) in this order."""
+        cells = np.asarray(cells, dtype=np.int64)
+        position = np.full(len(self.table), -1, dtype=np.int64)
+        position[cells[::-1]] = np.arange(len(cells) - 1, -1, -1)  # a cell read twice: its first read
+        with self._lock:
+            self._order, self._position, self._planned = self.table[cells], position, True
+            self._ahead_to, self._run = 0, 0
 
     def touch(self, cell: int) -> None:
         """Cell ``cell`` (row-major) is about to be read: fetch it, and what follows it, ahead."""
         limit = self.store.max_window()
+        ramp = False
         with self._lock:
-            window = min(limit, max(_FIRST_WINDOW, 2 * self._run))
-            if cell >= self._ahead_to or cell < self._ahead_to - 2 * limit:
-                start = cell  # a jump: start over from here, small
+            at = cell if self._position is None else int(self._position[cell])
+            if at < 0:
+                return  # not a cell of the plan followed: fetched when read
+            window = limit if self._planned else min(limit, max(_FIRST_WINDOW, 2 * self._run))
+            if at >= self._ahead_to or at < self._ahead_to - 2 * limit:
+                start, ramp = at, True  # a jump: start over from here
                 self._run = 0
-                window = min(limit, _FIRST_WINDOW)
-            elif self._ahead_to - cell > window // 2:
+                if not self._planned:
+                    window = min(limit, _FIRST_WINDOW)
+            elif self._ahead_to - at > window // 2:
                 self._run += 1
                 return  # enough is on its way
             else:
                 start = self._ahead_to
                 self._run += 1
-            end = min(len(self.cells), cell + window)
+            end = min(len(self._order), at + window)
             if end <= start:
                 return
             self._ahead_to = end
-        chosen = self.cells[start:end]
-        frames = [(int(a), int(b)) for a, b in self.where[chosen[chosen >= 0]].tolist()]
-        if frames:
-            self.store.prefetch(frames)
+            chosen = self._order[start:end]
+            frames = [(int(a), int(b)) for a, b in self.where[chosen[chosen >= 0]].tolist()]
+            # Asked for before the lock is let go: a read of a cell just counted as ahead
+            # must find its frame pending, not fetch it alone.
+            if frames:
+                self.store.prefetch(frames, ramp=ramp)
 
 
-__all__ = ["FRAMES_ACCEPT", "FrameStore", "ReadAhead", "RemoteInstance"]
+def plan_cells(boxes: np.ndarray, shape: tuple[int, int], tile_shape: tuple[int, int]) -> np.ndarray:
+    """The row-major cell numbers of a grid that ``boxes`` ((n, 4): i, j, h, w) read, in order,
+    each cell once (its first read)."""
+    h, w = shape
+    th, tw = tile_shape
+    cols = -(-w // tw)
+    i0, j0 = np.maximum(boxes[:, 0], 0), np.maximum(boxes[:, 1], 0)
+    i1, j1 = np.minimum(boxes[:, 0] + boxes[:, 2], h), np.minimum(boxes[:, 1] + boxes[:, 3], w)
+    inside = (i0 < i1) & (j0 < j1)
+    ti0, tj0 = i0[inside] // th, j0[inside] // tw
+    ti1, tj1 = (i1[inside] - 1) // th, (j1[inside] - 1) // tw
+    if not len(ti0):
+        return np.zeros(0, dtype=np.int64)
+    span_i, span_j = int((ti1 - ti0).max()) + 1, int((tj1 - tj0).max()) + 1
+    di = np.repeat(np.arange(span_i), span_j)
+    dj = np.tile(np.arange(span_j), span_i)
+    rows, columns = ti0[:, None] + di[None, :], tj0[:, None] + dj[None, :]
+    valid = (rows <= ti1[:, None]) & (columns <= tj1[:, None])
+    cells = (rows * cols + columns)[valid]
+    _, first = np.unique(cells, return_index=True)
+    return cells[np.sort(first)]
+
+
+__all__ = ["FRAMES_ACCEPT", "FrameStore", "ReadAhead", "RemoteInstance", "looks_like", "plan_cells"]

@@ -14,8 +14,9 @@ instance listed without metadata, or metadata that is not DICOM JSON, a CorruptS
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ...errors import CorruptSlideError, UnsupportedFormatError
 from ..dicom.header import pydicom_warnings_silenced
@@ -27,7 +28,23 @@ if TYPE_CHECKING:
     from pydicom.dataset import Dataset
 
 _SOP_INSTANCE_UID = "00080018"
+_NUMBER_OF_FRAMES = "00280008"
 _TRANSFER_SYNTAX_TAGS = ("00020010", "00083002")  # Transfer Syntax UID, Available Transfer Syntax UID
+
+
+class Listed(NamedTuple):
+    """An instance as QIDO-RS lists it."""
+
+    uid: str
+    frames: int  # Number of Frames (1 when not given)
+    transfer_syntax: str | None  # when the server says
+
+
+def _listed(item: Any) -> Listed:
+    frames = _first_value(item, _NUMBER_OF_FRAMES)
+    syntax = next((value for tag in _TRANSFER_SYNTAX_TAGS if (value := _first_value(item, tag))), None)
+    return Listed(str(_first_value(item, _SOP_INSTANCE_UID)), int(frames) if frames and frames.isdigit() else 1,
+                  syntax)
 
 
 def _first_value(item: Any, tag: str) -> str | None:
@@ -38,8 +55,13 @@ def _first_value(item: Any, tag: str) -> str | None:
     return str(value) if value is not None else None
 
 
-def fetch_series(client: HTTPClient, series: SeriesURL) -> list[dict[str, Any]]:
-    """The DICOM JSON header of every instance of the series (QIDO-RS and WADO-RS at once)."""
+def fetch_series(client: HTTPClient, series: SeriesURL,
+                 on_listed: Callable[[list[Listed]], None] | None = None) -> list[dict[str, Any]]:
+    """The DICOM JSON header of every instance of the series (QIDO-RS and WADO-RS at once).
+
+    ``on_listed`` is called with the instances QIDO-RS lists as soon as they are known,
+    while the metadata (slower on most servers) is still on its way.
+    """
     with ThreadPoolExecutor(2, thread_name_prefix="wsikit-dicomweb-open") as pool:
         listed_future = pool.submit(client.get_json, f"{series.url}/instances", "the list of the series' instances")
         metadata_future = pool.submit(client.get_json, f"{series.url}/metadata", "the series metadata")
@@ -54,6 +76,8 @@ def fetch_series(client: HTTPClient, series: SeriesURL) -> list[dict[str, Any]]:
             metadata_future.cancel()
             raise DICOMwebError(series.url, "the server has no instances of this series (no such study or series)",
                                 404)
+        if on_listed is not None:
+            on_listed([_listed(item) for item in listed if _first_value(item, _SOP_INSTANCE_UID)])
         metadata = metadata_future.result()
     if not isinstance(metadata, list) or not all(isinstance(item, dict) for item in metadata):
         raise CorruptSlideError(series.url, "the series metadata (WADO-RS) is not a JSON array of datasets")
@@ -85,7 +109,8 @@ def dataset_of(item: dict[str, Any], url: str) -> Dataset:
     return ds
 
 
-def series_instances(client: HTTPClient, series: SeriesURL) -> list[Instance]:
+def series_instances(client: HTTPClient, series: SeriesURL,
+                     on_listed: Callable[[list[Listed]], None] | None = None) -> list[Instance]:
     """The whole-slide instances of the series, as the local DICOM backend describes files.
 
     A broken VOLUME instance makes the slide unreadable (dropping it would shift levels);
@@ -93,7 +118,7 @@ def series_instances(client: HTTPClient, series: SeriesURL) -> list[Instance]:
     """
     instances: list[Instance] = []
     seen: set[str] = set()
-    for item in fetch_series(client, series):
+    for item in fetch_series(client, series, on_listed):
         uid = _first_value(item, _SOP_INSTANCE_UID)
         if not uid or uid in seen:
             continue
@@ -115,4 +140,4 @@ def series_instances(client: HTTPClient, series: SeriesURL) -> list[Instance]:
     return instances
 
 
-__all__ = ["dataset_of", "fetch_series", "series_instances"]
+__all__ = ["Listed", "dataset_of", "fetch_series", "series_instances"]
