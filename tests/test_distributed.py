@@ -92,3 +92,23 @@ def test_workers_option_starts_a_local_cluster(slides, local_run, tmp_path):
 def test_arguments_are_checked(slides, tmp_path):
     with pytest.raises(ValueError, match="workers"):
         run_jobs(jobs_for(slides[:1], tmp_path, OPTIONS), workers=0)
+
+
+def test_one_large_slide_is_split_across_workers_with_the_same_bytes(sample_svs, tmp_path):
+    # 1,536 tiles: six shards of 256, written by range tasks on both workers.
+    from distributed import Client, LocalCluster, get_task_stream
+
+    options = TileOptions(shape=(32, 32))
+    slide = [os.path.abspath(sample_svs)]
+    here = run_jobs(jobs_for(slide, tmp_path / "here", options), progress=False)
+    assert here[0].status == "written" and here[0].tiles == 1536
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR) as cluster:
+        with Client(cluster) as client, get_task_stream(client) as stream:
+            there = run_jobs(jobs_for(slide, tmp_path / "there", options), scheduler=cluster.scheduler_address,
+                             retries=0, progress=False)
+    assert there[0].status == "written" and there[0].written == 1536
+    assert tree_bytes(tmp_path / "there") == tree_bytes(tmp_path / "here")
+    # plan + prepare, one task per range (2 workers x 3 ranges, one shard each), the manifest
+    assert len(stream.data) == 1 + 6 + 1
+    assert len({task["worker"] for task in stream.data}) == 2

@@ -218,3 +218,49 @@ def test_a_run_killed_halfway_finishes_on_rerun_with_the_same_bytes(sample_svs, 
     assert tree_bytes(folder) == reference
 
 
+
+
+def test_a_zarr_result_holds_many_tiles_per_file(sample_svs, tmp_path):
+    result = tile_slide(sample_svs, tmp_path, TileOptions(shape=32))
+    assert result.tiles == 32 * 48
+    files = sum(len(names) for _, _, names in os.walk(result.folder))
+    assert files <= result.tiles / 100  # 6 shards of 256 tiles, 2 zarr.json, job.json, tiles.csv
+    array = zarr.open_group(os.path.join(result.folder, "tiles.zarr"), mode="r")["tiles"]
+    assert array.shards == (256, 32, 32, 3)
+    with wsikit.open_slide(sample_svs) as slide:
+        expected = np.stack([tile.image for tile in slide.generate_tiles(32)])
+    np.testing.assert_array_equal(array[:], expected)
+
+
+def test_split_ranges_cut_at_store_units():
+    from wsikit.sinks import split_ranges
+
+    assert split_ranges(1000, 256, 3) == [(0, 256), (256, 512), (512, 1000)]
+    assert split_ranges(1000, 256, 10) == [(0, 256), (256, 512), (512, 768), (768, 1000)]
+    assert split_ranges(10, 1, 3) == [(0, 3), (3, 6), (6, 10)]
+    assert split_ranges(0, 256, 4) == []
+    for count, unit, pieces in ((1536, 256, 6), (77, 8, 5), (5, 1, 9)):
+        ranges = split_ranges(count, unit, pieces)
+        assert ranges[0][0] == 0 and ranges[-1][1] == count
+        assert all(a < b and a % unit == 0 for a, b in ranges)
+        assert all(b == c for (_, b), (c, _) in zip(ranges, ranges[1:]))
+
+
+@pytest.mark.parametrize("fmt", ["zarr", "jpeg", "png"])
+def test_ranges_written_apart_give_the_bytes_of_one_run(sample_svs, tmp_path, fmt):
+    from wsikit.sinks import finish_part, split_ranges, start_part, write_range
+
+    options = TileOptions(shape=32, format=fmt) if fmt == "zarr" else TileOptions(shape=128, level=0, format=fmt)
+    whole = tile_slide(sample_svs, tmp_path / "whole", options)
+    part = plan_part(SlideJob(os.path.abspath(sample_svs), str(tmp_path / "apart" / "sample"), options))
+    started = start_part(part)
+    ranges = split_ranges(len(part.plan), started.unit, 4)
+    assert len(ranges) == 4
+    for start, stop in ranges[:-1][::-1]:  # in any order, each with its own writer
+        write_range(part, start, stop)
+    with pytest.raises(RuntimeError, match="not stored"):
+        finish_part(part, started, 0)
+    write_range(part, *ranges[-1])
+    result = finish_part(part, started, len(part.plan))
+    assert result.status == "written" and result.tiles == whole.tiles
+    assert tree_bytes(tmp_path / "apart" / "sample") == tree_bytes(whole.folder)

@@ -7,6 +7,7 @@ system is atomic). What a killed run leaves behind is therefore only temporaries
 """
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import uuid
@@ -14,11 +15,21 @@ from collections.abc import Iterable
 
 #: the start of the names of files and folders not yet renamed into place
 TMP_PREFIX = ".wsikit-tmp-"
+# Temporary names: a random token per process (and its id, renewed after a fork) and a
+# counter, unique across processes and machines sharing a folder, without the cost of a
+# fresh UUID per tile file.
+_token = (os.getpid(), uuid.uuid4().hex[:16])
+_counter = itertools.count()
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 
 
 def temporary_path(folder: str) -> str:
     """A fresh temporary name in ``folder`` (same file system, so renaming it is atomic)."""
-    return os.path.join(folder, f"{TMP_PREFIX}{uuid.uuid4().hex}")
+    global _token
+    pid = os.getpid()
+    if _token[0] != pid:
+        _token = (pid, uuid.uuid4().hex[:16])
+    return os.path.join(folder, f"{TMP_PREFIX}{_token[1]}-{pid}-{next(_counter)}")
 
 
 def write_atomic(path: str, data: bytes | Iterable[bytes], sync: bool = False) -> None:
@@ -28,12 +39,17 @@ def write_atomic(path: str, data: bytes | Iterable[bytes], sync: bool = False) -
     tmp = temporary_path(os.path.dirname(path))
     pieces = (data,) if isinstance(data, (bytes, bytearray, memoryview)) else data
     try:
-        with open(tmp, "wb") as f:
+        # Plain descriptors: a tile file is one write, and this runs once per tile.
+        fd = os.open(tmp, _CREATE, 0o666)
+        try:
             for piece in pieces:
-                f.write(piece)
+                view = memoryview(piece)
+                while view:
+                    view = view[os.write(fd, view):]
             if sync:
-                f.flush()
-                os.fsync(f.fileno())
+                os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -63,10 +63,12 @@ class ImageTileWriter(TileWriter):
         self.passthrough = self.native is not None
         self.unit = 1
         os.makedirs(self.folder, exist_ok=True)
+        # One listing instead of one stat per tile; files written later are this writer's own.
+        self._found = {entry.name for entry in os.scandir(self.folder) if entry.is_file()}
 
     def has(self, position: int, spec: TileSpec) -> bool:
-        """Whether the tile's image file exists."""
-        return os.path.isfile(os.path.join(self.folder, image_name(spec, self.format)))
+        """Whether the tile's image file exists (was there when the writer opened)."""
+        return image_name(spec, self.format) in self._found
 
     def write_native(self, tiles: Sequence[tuple[int, TileSpec]]) -> list[int]:
         """Store the native JPEG tiles among ``tiles`` as they are; the positions of the
