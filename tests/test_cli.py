@@ -138,3 +138,21 @@ def test_usage_errors_exit_2(sample_svs, tmp_path):
 def test_missing_inputs_are_failures(tmp_path, capsys):
     assert main(["tile", str(tmp_path / "nope.svs"), "--out", str(tmp_path / "out"), "--quiet"]) == 1
     assert "no such file" in capsys.readouterr().out
+
+
+def test_tile_codec_and_passthrough_options(sample_svs, tmp_path):
+    import zarr
+
+    assert main(["tile", sample_svs, "--out", str(tmp_path / "z"), "--shape", "256", "--codec", "zstd", "--quiet"]) == 0
+    array = zarr.open_group(str(tmp_path / "z" / "sample" / "tiles.zarr"), mode="r")["tiles"]
+    inner = array.metadata.to_dict()["codecs"][0]["configuration"]["codecs"]
+    assert inner[-1]["name"] == "zstd" and array.shards[0] > 1
+    with wsikit.open_slide(sample_svs) as slide:
+        native = slide.native_tile_jpeg(0, 0, 0)
+    for flag, same in (([], True), (["--no-passthrough"], False)):
+        out = tmp_path / ("jpeg" + "".join(flag))
+        assert main(["tile", sample_svs, "--out", str(out), "--shape", "256", "--format", "jpeg", "--quiet", *flag]) == 0
+        assert ((out / "sample" / "images" / "0_0.jpg").read_bytes() == native) is same
+    with pytest.raises(SystemExit) as exited:
+        main(["tile", sample_svs, "--out", str(tmp_path / "x"), "--codec", "gzip"])
+    assert exited.value.code == 2
