@@ -9,7 +9,8 @@ to the filesystem (fsspec's, e.g. s3fs's ``key``/``secret``/``endpoint_url``; fo
   bodies (default 4), with exponential backoff from 0.1 s;
 - ``wsikit_stall``: seconds without a byte before an attempt is given up (default 30);
 - ``wsikit_requests``: requests in flight at once per slide (default 16);
-- ``wsikit_cache_bytes``: bytes of fetched data kept per slide (default 256 MiB);
+- ``wsikit_cache_bytes``: bytes of fetched data kept per slide: tile bytes fetched ahead and
+  not yet read, and a quarter of it for header blocks (default 128 MiB);
 - ``wsikit_request_bytes``: largest coalesced range request (default 8 MiB).
 
 :func:`default_storage_options` sets options used for every URL opened without its own
@@ -36,7 +37,7 @@ class RemoteSettings:
     retries: int = 4
     stall: float = 30.0
     requests: int = 16
-    cache_bytes: int = 256 * 1024**2
+    cache_bytes: int = 128 * 1024**2
     request_bytes: int = 8 * 1024**2
     backoff: float = 0.1
 

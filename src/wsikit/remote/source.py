@@ -8,8 +8,9 @@ reads a URL and hides the latency:
   of :data:`BLOCK` -sized blocks, fetched in one request per run of missing blocks;
 - :meth:`prefetch` is told which tile ranges come next (by the streaming engine's look-ahead,
   see :mod:`.prefetch`): neighbouring ranges are coalesced into requests of up to
-  ``wsikit_request_bytes``, up to ``wsikit_requests`` of them in flight, and their bytes land
-  in a byte-bounded LRU cache where :meth:`read` finds them;
+  ``wsikit_request_bytes``, up to ``wsikit_requests`` of them in flight (and at most half of
+  ``wsikit_cache_bytes`` on their way), and their bytes wait in a byte-bounded cache until
+  :meth:`read` takes them (once: the reader caches decoded tiles, not bytes);
 - every request is retried with exponential backoff for 5xx answers, resets, stalls and bad
   bodies, within ``wsikit_timeout`` seconds in all; then a :class:`RemoteReadError` names the
   URL (shown without credentials) and the last problem. Bytes of a bad answer are never
@@ -130,6 +131,12 @@ class _ByteCache:
         data = self.entries.get(key)
         if data is not None:
             self.entries.move_to_end(key)
+        return data
+
+    def pop(self, key: int) -> bytes | None:
+        data = self.entries.pop(key, None)
+        if data is not None:
+            self.total -= len(data)
         return data
 
     def put(self, key: int, data: bytes) -> None:
@@ -321,7 +328,9 @@ class RemoteSource:
         self._check_fork()
         for _ in range(2):
             with self._lock:
-                data = self._tiles.get(offset)
+                # Taken out: a tile's bytes are decoded once (the decoded tile is what the
+                # reader caches), so memory holds only what was fetched ahead and not yet read.
+                data = self._tiles.pop(offset)
                 future = None if data is not None else self._inflight.get(offset)
                 failed = self._failed.pop(offset, None) if data is None and future is None else None
             if failed is not None:
