@@ -117,6 +117,9 @@ def standalone_jpeg(stream: Buffer, tables: Buffer | None = None, colour: Colour
     replaced by the one written. One- and four-component streams get no colour marker.
     Raises :class:`NotAJPEG` when ``stream`` or ``tables`` is not a JPEG stream.
     """
+    if not tables and colour != "rgb" and bytes(stream[:4]) == b"\xff\xd8\xff\xe0" and (
+            bytes(stream[6:11]) == b"JFIF\x00" and bytes(stream[-2:]) == _EOI):
+        return bytes(stream)  # a JFIF file already (tifffile's own tiles): nothing to change
     segments, scan = _segments(stream, "the JPEG stream")
     table_segments = _segments(tables, "the JPEG tables")[0] if tables else []
     header = jpeg_header(stream)  # the frame header is the stream's own, never in the tables

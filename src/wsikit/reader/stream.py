@@ -16,6 +16,7 @@ stream. Otherwise each box is one ``_extract`` call, run on a thread pool in ord
 """
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, NamedTuple, Protocol, Union
 
@@ -92,9 +93,9 @@ def read_requests(slide: SlideBackend, requests: Iterable[Request], *, normalize
     # Knowing the native tiles' uses over the requests ahead lets the reader cache only the
     # tiles used again, and drop each after its last use (memory flat for any slide).
     uses = UseWindow()
-    requests = counted_ahead(requests, reading.box_of, uses)
+    requests = counted_ahead(requests, reading.count_box, uses)
     if has_prefetch(reading.grids):  # a remote file: announce the tiles of requests ahead (wsikit.remote)
-        requests = prefetch_ahead(requests, reading.box_of)
+        requests = prefetch_ahead(requests, reading.compute_box)
     stream = slide._reader.stream(requests, reading.box_of, reading.finish, workers=workers, uses=uses)
     return reading.results(stream)
 
@@ -135,6 +136,8 @@ class _GridReading:
         # A plan's (level, ratio): its boxes, rounded to whole pixels, all read at the reduction
         # of the ratio it was made with (a box one pixel larger must not decode differently).
         self.plan_ratio = plan_ratio
+        # (request, box) of the requests counted ahead and not yet read: each box is computed once
+        self.counted: deque[tuple[Any, tuple[TileGrid, int, int, int, int] | None]] = deque()
         # (level, read size, shape) -> the grid such requests read and its reduction (1: none)
         self.reductions: dict[tuple[int, tuple[int, int], tuple[int, int]], tuple[TileGrid, int]] = {}
 
@@ -156,7 +159,23 @@ class _GridReading:
             found = self.reductions[key] = (grid, 1) if scaled is None else (scaled, d)
         return found
 
+    def count_box(self, request: Request) -> tuple[TileGrid, int, int, int, int] | None:
+        """:meth:`compute_box`, kept for the stream's :meth:`box_of` of the same request."""
+        box = self.compute_box(request)
+        self.counted.append((request, box))
+        return box
+
     def box_of(self, request: Request) -> tuple[TileGrid, int, int, int, int] | None:
+        """The box a request reads: counted ahead already (the requests come in the same
+        order), or computed now."""
+        counted = self.counted
+        if counted and counted[0][0] is request:
+            return counted.popleft()[1]
+        return self.compute_box(request)
+
+    def compute_box(self, request: Request) -> tuple[TileGrid, int, int, int, int] | None:
+        """``(grid, i0, j0, i1, j1)``: the part inside its level of the box a request reads
+        (on the level reduced d times where it is read so), None when nothing is inside."""
         if isinstance(request, RejectedRequest):
             raise request.error
         size = request.read_size
@@ -177,7 +196,7 @@ class _GridReading:
         """The boxes of the requests that have one (the others fail when read, at their turn)."""
         for request in requests:
             try:
-                yield self.box_of(request)
+                yield self.compute_box(request)
             except Exception:
                 continue
 

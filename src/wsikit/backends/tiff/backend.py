@@ -37,7 +37,7 @@ from ...tiff_structure import has_tiff_magic, ifd_chain_problem
 from ...remote.tiff import open_remote_tiff, prefetching_grids
 from ...remote.urls import is_url
 from ..base import SlideBackend
-from .decoding import NativeTiles, as_rgb, chunk_bytes, compression_problem, page_layout
+from .decoding import NativeTiles, as_rgb, chunk_bytes, compression_problem, jpeg_tile_colour, page_layout
 from .metadata import icc_profile_of, read_slide_metadata
 from .planes import PlaneLayout, UnsupportedLayout, plane_layout
 
@@ -243,9 +243,14 @@ class TiffBackend(SlideBackend):
 
     def _native_tile_jpeg(self, level: int, ti: int, tj: int) -> bytes | None:
         grid = self._grids[level]
-        if not self.is_rgb or grid.key != ("tiff", level):  # multi-page (plane) levels: none
+        colours = self.__dict__.setdefault("_jpeg_colours", {})  # level -> jpeg_tile_colour, looked up once
+        if level not in colours:
+            colours[level] = self.is_rgb and grid.key == ("tiff", level) and jpeg_tile_colour(
+                self._pages[level], grid.tile_shape)
+        colour = colours[level]
+        if colour is False:  # not JPEG, or multi-page (plane) levels
             return None
-        return self._tiles.native_jpeg(self._pages[level], ti * grid.tile_counts[1] + tj, grid.tile_shape)
+        return self._tiles.native_jpeg(self._pages[level], ti * grid.tile_counts[1] + tj, grid.tile_shape, colour)
 
     # -- lifecycle -----------------------------------------------------------------------
     def _close(self) -> None:

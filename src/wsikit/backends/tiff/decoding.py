@@ -234,16 +234,14 @@ class NativeTiles:
         return decoded.reshape(decoded.shape[-3:])  # drop the depth axis of 2-D images
 
     # -- stored JPEG streams -------------------------------------------------------------
-    def native_jpeg(self, page: Any, index: int, tile_shape: tuple[int, int]) -> bytes | None:
-        """Tile ``index`` of an 8-bit RGB JPEG ``page`` as a standalone JPEG file (tables
-        spliced in, colours stated; :func:`wsikit.jpeg_streams.standalone_jpeg`) that decodes
-        to the tile's pixels as read here, or None when the page or tile is not one
-        (another compression, no bytes stored, a frame header that is not the tile's)."""
+    def native_jpeg(self, page: Any, index: int, tile_shape: tuple[int, int], colour: str | None) -> bytes | None:
+        """Tile ``index`` of an 8-bit RGB JPEG ``page`` (one :func:`jpeg_tile_colour` says is
+        such a page, with that ``colour``) as a standalone JPEG file (tables spliced in,
+        colours stated; :func:`wsikit.jpeg_streams.standalone_jpeg`) that decodes to the
+        tile's pixels as read here, or None when the tile is not one (no bytes stored, a
+        frame header that is not the tile's)."""
         from ...jpeg_streams import NotAJPEG, standalone_jpeg
 
-        jpeg = jpeg8_arguments(page, tile_shape)
-        if jpeg is None or int(page.samplesperpixel) != 3:
-            return None
         offset, count = int(page.dataoffsets[index]), int(page.databytecounts[index])
         if count == 0 or offset == 0:
             return None  # read as zeros: there is no stream to pass on
@@ -256,9 +254,8 @@ class NativeTiles:
         frame = jpeg_frame(data)
         if frame is None or (frame.rows, frame.columns, frame.components, frame.bits) != (*tile_shape, 3, 8):
             return None
-        # colorspace 2: tifffile tells libjpeg the data is RGB (Aperio); None: libjpeg's own rules.
         try:
-            return standalone_jpeg(data, page.jpegtables, "rgb" if jpeg["colorspace"] == 2 else None)
+            return standalone_jpeg(data, page.jpegtables, colour)  # type: ignore[arg-type]  # "rgb" or None
         except NotAJPEG:
             return None
 
@@ -435,6 +432,16 @@ def jpeg8_arguments(page: Any, tile_shape: tuple[int, int]) -> dict[str, Any] | 
         return None
     return {"tables": page.jpegtables, "colorspace": colorspace, "outcolorspace": outcolorspace,
             "shape": tuple(tile_shape)}
+
+
+def jpeg_tile_colour(page: Any, tile_shape: tuple[int, int]) -> str | None | bool:
+    """For :meth:`NativeTiles.native_jpeg`: False when the page's tiles are not 8-bit
+    three-sample JPEG; else "rgb" when tifffile has libjpeg take them as RGB-coded (Aperio's
+    Photometric RGB without a JFIF marker), None when libjpeg's own colour rules apply."""
+    jpeg = jpeg8_arguments(page, tile_shape)
+    if jpeg is None or int(page.samplesperpixel) != 3:
+        return False
+    return "rgb" if jpeg["colorspace"] == 2 else None
 
 
 def as_rgb(pixels: np.ndarray) -> np.ndarray:
