@@ -132,3 +132,11 @@ def test_metadata_walks_fetch_growing_blocks(nginx: Any, remote_folder: Path) ->
         assert source.read_at(3 * BLOCK + 5, 2 * BLOCK) == data[3 * BLOCK + 5 : 5 * BLOCK + 5]
     finally:
         source.close()
+
+
+def test_a_cold_prefetch_starts_with_small_runs() -> None:
+    ranges = [(k * 1000, 1000) for k in range(100)]  # 100 KB back to back
+    runs = coalesce(ranges, max_bytes=40_000, gap=0, first_bytes=5_000)
+    sizes = [end - start for start, end, _ in runs]
+    assert sizes[:4] == [5_000, 10_000, 20_000, 40_000] and max(sizes) <= 40_000
+    assert sum(sizes) == 100_000

@@ -46,6 +46,8 @@ BLOCK = 256 * 1024
 READAHEAD_BLOCKS = 3
 #: the most blocks fetched after a miss, when reads walk through the file
 MAX_READAHEAD_BLOCKS = 63
+# The smallest first run of a prefetch (see coalesce's first_bytes).
+_FIRST_RUN_BYTES = 256 * 1024
 # Ranges closer than this are fetched in one request (the gap is read and dropped).
 _GAP_BYTES = 64 * 1024
 
@@ -103,18 +105,23 @@ class LocalSource:
             self.fd = None
 
 
-def coalesce(ranges: Sequence[tuple[int, int]], max_bytes: int, gap: int = _GAP_BYTES) -> list[tuple[int, int, list[tuple[int, int]]]]:
+def coalesce(ranges: Sequence[tuple[int, int]], max_bytes: int, gap: int = _GAP_BYTES,
+             first_bytes: int | None = None) -> list[tuple[int, int, list[tuple[int, int]]]]:
     """Runs ``(start, end, members)`` covering ``ranges`` (offset, count): neighbours closer
-    than ``gap`` bytes share a run while it stays within ``max_bytes``."""
+    than ``gap`` bytes share a run while it stays within ``max_bytes``. With ``first_bytes``
+    the first run stays within that, and each next one within twice the one before (up to
+    ``max_bytes``): the first bytes arrive soon, the rest in few requests."""
     runs: list[tuple[int, int, list[tuple[int, int]]]] = []
+    limit = max_bytes if first_bytes is None else min(first_bytes, max_bytes)
     for offset, count in sorted(set(ranges)):
         end = offset + count
         if runs:
             start, last_end, members = runs[-1]
-            if offset - last_end <= gap and max(end, last_end) - start <= max_bytes:
+            if offset - last_end <= gap and max(end, last_end) - start <= limit:
                 members.append((offset, count))
                 runs[-1] = (start, max(end, last_end), members)
                 continue
+            limit = min(2 * limit, max_bytes)
         runs.append((offset, end, [(offset, count)]))
     return runs
 
@@ -278,7 +285,10 @@ class RemoteSource:
                        for k in range(offset // BLOCK, (offset + count - 1) // BLOCK + 1)):
                     continue  # fetched with the header
                 wanted.append((offset, count))
-            runs = coalesce(wanted, self.settings.request_bytes)
+            # With little on its way (a cold start), small runs first: decoding starts as soon as
+            # the first of them arrives, not when the largest request is complete.
+            ahead = self._inflight_bytes + self._tiles.total
+            runs = coalesce(wanted, self.settings.request_bytes, first_bytes=max(_FIRST_RUN_BYTES, ahead))
             started = []
             for start, end, members in runs:
                 if self._inflight_bytes + (end - start) > budget:
