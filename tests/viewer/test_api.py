@@ -40,8 +40,9 @@ def descriptor(served: Served, slide_id: str, query: str = "") -> dict[str, int 
     root = ET.fromstring(response.text)
     size = root.find("{http://schemas.microsoft.com/deepzoom/2008}Size")
     assert size is not None
-    return {"format": root.attrib["Format"], "tile": int(root.attrib["TileSize"]), "overlap": int(root.attrib["Overlap"]),
-            "width": int(size.attrib["Width"]), "height": int(size.attrib["Height"])}
+    return {"format": root.attrib["Format"], "tile": int(root.attrib["TileSize"]),
+            "overlap": int(root.attrib["Overlap"]), "width": int(size.attrib["Width"]),
+            "height": int(size.attrib["Height"])}
 
 
 def tile(served: Served, slide_id: str, level: int, column: int, row: int, fmt: str, query: str = "") -> np.ndarray:
@@ -140,7 +141,8 @@ def jpeg_tiles_within_psnr(served: Served, slide_id: str, path: str) -> list[flo
 
 
 def test_jpeg_tiles_within_32_db_of_extract_region(synthetic: Served, synthetic_slides: Path) -> None:
-    values = jpeg_tiles_within_psnr(synthetic, synthetic.slide_id("sample"), str(synthetic_slides / "he" / "sample.svs"))
+    path = str(synthetic_slides / "he" / "sample.svs")
+    values = jpeg_tiles_within_psnr(synthetic, synthetic.slide_id("sample"), path)
     assert min(values) >= 32, values
 
 
@@ -205,7 +207,8 @@ def test_dicom_focal_plane_and_optical_path(synthetic: Served, synthetic_slides:
     np.testing.assert_array_equal(tile(synthetic, slide_id, top, 1, 0, "png"), plane0)
     for query in ("?focal_plane=2", "?focal_plane=-1", "?optical_path=nope"):
         assert synthetic.client.get(f"/dzi/{slide_id}_files/{top}/1_0.png{query}").status_code == 400
-    assert synthetic.client.get(f"/dzi/{synthetic.slide_id('sample')}_files/11/0_0.png?focal_plane=0").status_code == 400
+    he = synthetic.slide_id("sample")
+    assert synthetic.client.get(f"/dzi/{he}_files/11/0_0.png?focal_plane=0").status_code == 400
 
 
 # -- overlays ----------------------------------------------------------------------------------
@@ -240,7 +243,8 @@ def test_bad_plan_requests_are_refused(synthetic: Served) -> None:
         response = synthetic.client.get(f"/api/slides/{slide_id}/plan?{query}")
         assert response.status_code == 400, query
         assert "Traceback" not in response.text
-    assert synthetic.client.get(f"/api/slides/{synthetic.slide_id('zstack')}/plan?shape=1").status_code == 400  # too many tiles to draw
+    zstack = synthetic.slide_id("zstack")
+    assert synthetic.client.get(f"/api/slides/{zstack}/plan?shape=1").status_code == 400  # too many tiles to draw
 
 
 def test_tissue_overlay_is_the_tissue_mask(synthetic: Served, synthetic_slides: Path) -> None:

@@ -165,7 +165,8 @@ def test_viewer_renders_zooms_to_full_resolution_and_matches_the_thumbnail(synth
 def test_overlays_are_off_then_switch_on_and_off(synthetic: Served, page: Page) -> None:
     page.open_slide(synthetic, synthetic.slide_id("sample"))
     state = page.page.evaluate("() => ({tissue: document.getElementById('tissue-toggle').checked, "
-                               "plan: document.getElementById('plan-toggle').checked, items: window.wsikit.viewer.world.getItemCount()})")
+                               "plan: document.getElementById('plan-toggle').checked, "
+                               "items: window.wsikit.viewer.world.getItemCount()})")
     assert state == {"tissue": False, "plan": False, "items": 1}
     before = rendered_slide(page)
     page.page.check("#tissue-toggle")

@@ -115,8 +115,9 @@ def test_malformed_tile_requests_get_4xx_without_traceback(guarded: Served, tile
 
 def test_extra_path_segments_and_unknown_slides_are_404(guarded: Served) -> None:
     slide_id = guarded.slide_id("inside")
-    for target in (f"/dzi/{slide_id}_files/11/0/0_0.jpeg", f"/dzi/{slide_id}_files/0_0.jpeg", "/dzi/nope_files/0/0_0.jpeg",
-                   "/dzi/nope.dzi", "/slides/nope", "/api/slides/nope", "/api/slides/nope/plan"):
+    for target in (f"/dzi/{slide_id}_files/11/0/0_0.jpeg", f"/dzi/{slide_id}_files/0_0.jpeg",
+                   "/dzi/nope_files/0/0_0.jpeg", "/dzi/nope.dzi", "/slides/nope", "/api/slides/nope",
+                   "/api/slides/nope/plan"):
         status, body = raw_get(guarded.url, target)
         assert status == 404, target
         assert b"Traceback" not in body

@@ -193,8 +193,15 @@ def create_app(service: ViewerService, workers: int | None = None) -> Starlette:
             if not _LEVEL.match(level_text) or match is None:
                 raise BadRequest("a tile is <level>/<column>_<row>.<jpeg|png>")
             column, row, fmt = int(match.group(1)), int(match.group(2)), _FORMAT_ALIASES[match.group(3)]
-            view = await blocking(service.view, entry, dict(request.query_params))
-            data = await blocking(service.tile, entry, int(level_text), column, row, fmt, view)
+            level, query = int(level_text), dict(request.query_params)
+            data = None
+            if entry.is_open:  # parsing the view and a cache hit cost no thread hop
+                view = service.view(entry, query)
+                data = service.cached_tile(entry, level, column, row, fmt, view)
+                if data is None:
+                    data = await blocking(service.tile, entry, level, column, row, fmt, view)
+            else:
+                data = await blocking(lambda: service.tile(entry, level, column, row, fmt, service.view(entry, query)))
             return Response(data, media_type=MEDIA_TYPES[fmt], headers=_TILE_HEADERS)
         return await guarded(request, handle)
 
@@ -223,6 +230,7 @@ def create_app(service: ViewerService, workers: int | None = None) -> Starlette:
     ]
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        pool.submit(service.warm_up)
         try:
             yield
         finally:

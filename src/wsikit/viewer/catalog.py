@@ -45,6 +45,11 @@ class SlideEntry:
         """Why the slide could not be opened (None when it opened or was not tried yet)."""
         return self._error
 
+    @property
+    def is_open(self) -> bool:
+        """Whether the slide is open already (asking for it then costs nothing)."""
+        return self._slide is not None
+
     def slide(self) -> SlideBackend:
         """The open slide (opened now on first use); SlideUnavailable when it cannot be."""
         if self._slide is not None:

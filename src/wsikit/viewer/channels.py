@@ -118,7 +118,8 @@ def composite(image: np.ndarray, display: tuple[ChannelDisplay, ...]) -> np.ndar
     return np.rint(np.clip(out, 0.0, 1.0) * np.float32(255.0)).astype(np.uint8)
 
 
-def auto_ranges(image: np.ndarray, low_percentile: float = 0.5, high_percentile: float = 99.5) -> list[tuple[float, float]]:
+def auto_ranges(image: np.ndarray, low_percentile: float = 0.5,
+                high_percentile: float = 99.5) -> list[tuple[float, float]]:
     """Per channel (low, high) contrast ranges from the percentiles of an (h, w, z, c, t)
     image (a low-resolution read of the whole slide): what the picker's "auto" button sets."""
     ranges = []

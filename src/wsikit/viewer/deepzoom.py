@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..pixels import block_mean, resample_area
+from ..pixels import resample_area
 from ..plan import best_level
 
 if TYPE_CHECKING:
@@ -147,16 +147,29 @@ class TileReader:
 
 def reduce_to(pixels: np.ndarray, shape: tuple[int, int], fi: float, fj: float) -> np.ndarray:
     """``pixels`` reduced ``fi`` x ``fj`` times to ``shape``: whole-block means when the
-    factors are whole numbers (a DZI pixel is the mean of the source pixels it covers,
-    fewer at the image's edge), area averaging otherwise; the dtype is kept."""
+    factors are the same whole number (a DZI pixel is the mean of the source pixels it
+    covers, fewer at the image's edge), area averaging otherwise; the dtype is kept."""
     if pixels.shape[:2] == tuple(shape):
         return pixels
-    whole = round(fi) == round(fj) and abs(fi - round(fi)) < 1e-9 and abs(fj - round(fj)) < 1e-9 and fi >= 1
-    if whole:
-        f = int(round(fi))
-        reduced = block_mean(pixels, f)
-        if reduced.shape[:2] == tuple(shape):
-            if np.issubdtype(pixels.dtype, np.integer):
-                return np.rint(reduced).astype(pixels.dtype)
-            return reduced.astype(pixels.dtype)
+    f = int(round(fi))
+    if f >= 1 and f == int(round(fj)) and abs(fi - f) < 1e-9 and abs(fj - f) < 1e-9:
+        H, W = pixels.shape[:2]
+        if (-(-H // f), -(-W // f)) == tuple(shape):
+            return _block_means(pixels, f)
     return resample_area(pixels, shape)
+
+
+def _block_means(pixels: np.ndarray, f: int) -> np.ndarray:
+    """Means of f x f blocks, the last row and column of blocks cut by the image's edge.
+
+    Each of the (up to) four parts whose blocks are whole goes through resample_area's
+    exact whole-block path, many times faster than a general per-block reduction.
+    """
+    H, W = pixels.shape[:2]
+    rows, cols = H // f, W // f
+    out = np.empty((-(-H // f), -(-W // f)) + pixels.shape[2:], dtype=pixels.dtype)
+    for i0, i1, oi, oh in ((0, rows * f, 0, rows), (rows * f, H, rows, 1)):
+        for j0, j1, oj, ow in ((0, cols * f, 0, cols), (cols * f, W, cols, 1)):
+            if i1 > i0 and j1 > j0 and oh and ow:
+                out[oi: oi + oh, oj: oj + ow] = resample_area(pixels[i0:i1, j0:j1], (oh, ow))
+    return out

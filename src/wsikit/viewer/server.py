@@ -44,7 +44,8 @@ class ViewerServer:
     """A viewer application served on a bound socket; ``start()`` runs it on a thread,
     ``run()`` here until interrupted, ``stop()`` ends it."""
 
-    def __init__(self, app: Any, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, log_level: str = "warning") -> None:
+    def __init__(self, app: Any, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
+                 log_level: str = "warning") -> None:
         import uvicorn
 
         self.socket = bind(host, port)
@@ -101,6 +102,8 @@ def serve(path: str | os.PathLike[str], host: str = DEFAULT_HOST, port: int = DE
         threading.Timer(0.5, webbrowser.open, args=(server.url,)).start()
     try:
         server.run()
+    except KeyboardInterrupt:  # uvicorn stops cleanly on Ctrl-C, then raises it again: the usual end
+        print("stopped", flush=True)
     finally:
         service.close()
     return 0

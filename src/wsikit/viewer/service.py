@@ -71,6 +71,20 @@ class ViewerService:
         self.catalog.close()
         self.cache.clear()
 
+    def warm_up(self) -> None:
+        """Import what opening and reading slides needs, and open the first slide, so that
+        the first page does not wait for it (run on a background thread at start)."""
+        from ..backends import backend_class_or_none, backend_names
+
+        for name in backend_names():
+            backend_class_or_none(name)
+        entries = self.catalog.entries()
+        if entries:
+            try:
+                self.reader(entries[0])
+            except Exception:  # noqa: BLE001 - the slide's own requests will report it
+                pass
+
     # -- per-slide state, made once --------------------------------------------------------
     def _once(self, store: dict[str, T], entry: SlideEntry, make: Callable[[], T]) -> T:
         value = store.get(entry.id)
@@ -114,8 +128,10 @@ class ViewerService:
         slide = entry.slide()
         out = self.summary(entry)
         info = slide_info(slide)
+        dzi = self.reader(entry).dzi
         out.update(levels=info["levels"], dtype=info["dtype"], sizes=info["sizes"],
                    channel_names=info["channel_names"], dzi_format=self.default_format(slide),
+                   dzi_tile_size=dzi.tile_size, dzi_overlap=0, dzi_tiles=f"/dzi/{entry.id}_files/",
                    associated=[name for name, shape in info["associated_images"].items() if isinstance(shape, list)],
                    properties=info["properties"])
         if not slide.is_rgb:
@@ -161,6 +177,11 @@ class ViewerService:
         elif not slide.is_rgb:
             display = default_display(slide)
         return TileView(options, display)
+
+    def cached_tile(self, entry: SlideEntry, level: int, column: int, row: int, fmt: str,
+                    view: TileView) -> bytes | None:
+        """The encoded DZI tile when the cache holds it, else None (never reads)."""
+        return self.cache.get(("tile", entry.id, level, column, row, fmt, view.key))
 
     def tile(self, entry: SlideEntry, level: int, column: int, row: int, fmt: str, view: TileView) -> bytes:
         """The encoded DZI tile (TileOutOfRange when there is no such tile)."""

@@ -28,15 +28,26 @@
   const num = (x, digits = 4) => (x === null || x === undefined) ? "unknown"
     : Number(x).toPrecision(digits).replace(/(\.\d*?)0+$/, "$1").replace(/\.$/, "");
 
-  // -- DZI URL of the current view -------------------------------------------------------
-  function dziUrl() {
+  // -- the DZI of the current view ---------------------------------------------------------
+  // The query string (channels, optical path, focal plane) goes with every tile URL, as
+  // OpenSeadragon does for a descriptor URL with a query; the page knows the descriptor's
+  // values (GET /api/slides/{id}), so it builds the tile source without fetching the .dzi.
+  function viewQuery() {
     const params = new URLSearchParams();
     if (state.display) params.set("channels", state.display.filter((c) => c.shown).map((c) =>
       [c.index, c.colour.replace("#", ""), c.low, c.high].join(":")).join(","));
     if (state.opticalPath) params.set("optical_path", state.opticalPath);
     if (state.focalPlane !== "") params.set("focal_plane", state.focalPlane);
     const query = params.toString();
-    return state.info.dzi + (query ? "?" + query : "");
+    return query ? "?" + query : "";
+  }
+
+  function tileSource() {
+    const info = state.info;
+    return new OpenSeadragon.DziTileSource({
+      width: info.shape[1], height: info.shape[0], tileSize: info.dzi_tile_size, tileOverlap: info.dzi_overlap,
+      tilesUrl: info.dzi_tiles, fileFormat: info.dzi_format, queryParams: viewQuery(),
+    });
   }
 
   // -- panels ----------------------------------------------------------------------------
@@ -158,7 +169,7 @@
     }
     $("error").textContent = "";
     state.viewer.addTiledImage({
-      tileSource: dziUrl(), index: 0, replace: true,
+      tileSource: tileSource(), index: 0, replace: true,
       success: (event) => { state.slideItem = event.item; },
       error: (event) => showError("cannot show the slide: " + event.message),
     });
@@ -356,9 +367,9 @@
     renderChannels(info);
     renderDicom(info);
     state.viewer = OpenSeadragon({
-      id: "osd", prefixUrl: "/static/openseadragon/images/", tileSources: dziUrl(),
+      id: "osd", prefixUrl: "/static/openseadragon/images/", tileSources: tileSource(),
       drawer: "canvas", showNavigator: true, navigatorPosition: "TOP_RIGHT",
-      maxZoomPixelRatio: 4, visibilityRatio: 0.5, timeout: 120000, immediateRender: false,
+      maxZoomPixelRatio: 4, visibilityRatio: 0.5, timeout: 120000, immediateRender: true,
     });
     state.viewer.addHandler("open", () => {
       state.slideItem = state.viewer.world.getItemAt(0);
