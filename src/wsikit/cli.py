@@ -128,7 +128,8 @@ def _parser() -> argparse.ArgumentParser:
                                       "an index, a viewer per slide, overlays of the tissue mask, a tile plan "
                                       "and the tiles a finished 'wsikit tile' run wrote (see wsikit.viewer).")
     view.add_argument("path", metavar="PATH", help="a slide, or a folder searched for slides")
-    view.add_argument("--port", type=_nonnegative_int, default=8000, help="port to listen on (default 8000; 0: any)")
+    view.add_argument("--port", type=_nonnegative_int, default=8000,
+                      help="port to listen on (default 8000; 0: any free port)")
     view.add_argument("--host", default="127.0.0.1",
                       help="address to listen on (default 127.0.0.1: this machine only)")
     view.add_argument("--no-browser", action="store_true", help="do not open a web browser")
