@@ -55,29 +55,40 @@ class TileFrames(NamedTuple):
 
     def first_row_at_least(self, tiles: np.ndarray, y: np.ndarray) -> np.ndarray:
         """The first pixel row of each tile whose centre's y is >= ``y`` (h when none)."""
-        return _first_at_least(self.read[tiles, 0], self.read[tiles, 2], self.shape[0], self.scale[0], y)
+        return first_at_least(self.read[tiles, 0], self.read[tiles, 2], self.shape[0], self.scale[0], y)
 
     def first_column_at_least(self, tiles: np.ndarray, x: np.ndarray) -> np.ndarray:
         """The first pixel column of each tile whose centre's x is >= ``x`` (w when none)."""
-        return _first_at_least(self.read[tiles, 1], self.read[tiles, 3], self.shape[1], self.scale[1], x)
+        return first_at_least(self.read[tiles, 1], self.read[tiles, 3], self.shape[1], self.scale[1], x)
 
 
-def centre(start: np.ndarray, size: np.ndarray, n: int, scale: float, k: np.ndarray) -> np.ndarray:
+def centre(start: np.ndarray | float, size: np.ndarray | float, n: int, scale: float, k: np.ndarray) -> np.ndarray:
     """Level-0 coordinate of the centre of pixel ``k`` along one axis (see the module notes)."""
     return (start + (k + 0.5) * size / n) * scale
 
 
-def _first_at_least(start: np.ndarray, size: np.ndarray, n: int, scale: float, v: np.ndarray) -> np.ndarray:
-    # Solve the centre formula for k, then step by one where float rounding left the
-    # estimate off: the answer must agree with `centre` itself, computed the same way.
-    with np.errstate(invalid="ignore", over="ignore"):
-        estimate = np.ceil((v / scale - start) * n / size - 0.5)
-    k = np.clip(np.nan_to_num(estimate, nan=0.0), 0, n).astype(np.int64)
-    for _ in range(3):
-        down = (k > 0) & (centre(start, size, n, scale, k - 1) >= v)
-        k = k - down
-        up = (k < n) & (centre(start, size, n, scale, k) < v)
-        k = k + up
-        if not (down.any() or up.any()):
-            break
-    return k
+def first_at_least(start: np.ndarray, size: np.ndarray, n: int, scale: float, v: np.ndarray) -> np.ndarray:
+    """The first pixel k in [0, n] whose centre (see :func:`centre`) is >= ``v`` (n when none)."""
+    return first_at_least_and_ties(start, size, n, scale, v)[0]
+
+
+def first_at_least_and_ties(start: np.ndarray | float, size: np.ndarray | float, n: int, scale: float,
+                            v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(k, tie): :func:`first_at_least`, and where the centre of k is exactly ``v``.
+
+    The centre formula solved for k is right except within rounding of a centre; only
+    values that close are checked against :func:`centre` itself (computed the same way
+    as everywhere), and stepped by one where rounding left them off."""
+    e = (v / scale - start) * n / size - 0.5
+    k = np.clip(np.ceil(e), 0, n).astype(np.int64)
+    tie = np.zeros(k.shape, dtype=bool)
+    near = np.flatnonzero(np.abs(e - np.rint(e)) < 1e-6)
+    if len(near):
+        s = start[near] if isinstance(start, np.ndarray) else start
+        z = size[near] if isinstance(size, np.ndarray) else size
+        kk, vv = k[near], v[near]
+        kk -= (kk > 0) & (centre(s, z, n, scale, kk - 1) >= vv)
+        kk += (kk < n) & (centre(s, z, n, scale, kk) < vv)
+        k[near] = kk
+        tie[near] = (kk < n) & (centre(s, z, n, scale, np.minimum(kk, n - 1)) == vv)
+    return k, tie

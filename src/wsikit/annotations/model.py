@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from . import scanline
 from .frames import TileFrames
 from .regions import LabelRegion, PolygonRegion, Region
 
@@ -37,6 +38,7 @@ class Annotations:
             name: tuple(int(c) for c in given.get(name, PALETTE[k % len(PALETTE)]))  # type: ignore[misc]
             for k, name in enumerate(self.regions)}
         self.source = None if source is None else os.fspath(source)
+        self._edge_cache: tuple[np.ndarray, np.ndarray, dict[str, int]] | None = None
 
     @classmethod
     def from_polygons(cls, polygons: Mapping[str, Iterable[Geometry]],
@@ -104,18 +106,75 @@ class Annotations:
 
     def tile_masks(self, frames: TileFrames, fractions: np.ndarray | None = None) -> list[dict[str, np.ndarray]]:
         """The masks of each tile of ``frames``: class -> (h, w) bool. ``fractions`` (from
-        :meth:`fractions` of the same boxes) lets classes absent from a tile skip the work."""
+        :meth:`fractions` of the same boxes) lets classes absent from a tile skip the work.
+
+        The polygon classes of all tiles are filled in one pass (:func:`scanline.fill`); a
+        tile wholly inside a class is all True without it, one outside all False."""
+        import shapely
+
         if fractions is None:
             fractions = self.fractions(frames.boxes())
         h, w = frames.shape
+        boxes = frames.boxes()
         out: list[dict[str, np.ndarray]] = [{} for _ in range(len(frames))]
+        edges, starts, first_piece = self._edges()
+        pair_piece: list[np.ndarray] = []
+        pair_slot: list[np.ndarray] = []
+        slot_tile: list[int] = []
+        slot_name: list[str] = []
+        slot_geometry: list[Geometry] = []
         for k, (name, region) in enumerate(self.regions.items()):
-            present = np.flatnonzero(fractions[:, k] > 0)
-            masks = region.masks(frames, present) if len(present) else None
-            slot = dict(zip(present.tolist(), range(len(present))))
-            for t in range(len(frames)):
-                out[t][name] = masks[slot[t]] if t in slot else np.zeros((h, w), dtype=bool)  # type: ignore[index]
-        return out
+            touched = fractions[:, k] > 0
+            if isinstance(region, LabelRegion):
+                present = np.flatnonzero(touched)
+                for t, mask in zip(present.tolist(), region.masks(frames, present)):
+                    out[t][name] = mask
+                continue
+            full = np.flatnonzero(fractions[:, k] >= 1.0)
+            if len(full):  # wholly inside (by area): all True when the box lies in the region's interior
+                full = full[shapely.contains_properly(region.geometry, shapely.box(*boxes[full].T))]
+                for t in full.tolist():
+                    out[t][name] = np.ones((h, w), dtype=bool)
+                touched[full] = False
+            present = np.flatnonzero(touched)
+            if not len(present):
+                continue
+            box_of, piece = region.candidates(boxes[present])
+            pair_piece.append(piece + first_piece[name])
+            pair_slot.append(box_of + len(slot_tile))
+            slot_tile.extend(present.tolist())
+            slot_name.extend([name] * len(present))
+            slot_geometry.extend([region.geometry] * len(present))
+        if slot_tile:
+            masks = scanline.fill(edges, starts, np.concatenate(pair_piece), np.concatenate(pair_slot),
+                                  np.array(slot_tile), frames, slot_geometry)
+            for t, name, mask in zip(slot_tile, slot_name, masks):
+                out[t][name] = mask
+        missing = [(m, name) for m in out for name in self.regions if name not in m]
+        # One allocation for all empty masks: the system hands out zeroed pages lazily.
+        for (masks_of_tile, name), empty in zip(missing, np.zeros((len(missing), h, w), dtype=bool)):
+            masks_of_tile[name] = empty
+        return [{name: m[name] for name in self.regions} for m in out]  # in class order
+
+    def _edges(self) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+        """The polygon classes' edges and piece offsets together, so that one fill does all."""
+        if self._edge_cache is None:
+            polygons = {n: r for n, r in self.regions.items() if isinstance(r, PolygonRegion)}
+            first: dict[str, int] = {}
+            edges, starts, count, offset = [], [np.zeros(1, np.int64)], 0, 0
+            for name, region in polygons.items():
+                first[name] = count
+                edges.append(region.edges)
+                starts.append(region.starts[1:] + offset)
+                count += len(region.pieces)
+                offset += len(region.edges)
+            self._edge_cache = (np.concatenate(edges) if edges else np.zeros((0, 4)), np.concatenate(starts), first)
+        return self._edge_cache
+
+    def __getstate__(self) -> dict[str, object]:
+        state = dict(self.__dict__)
+        state["_edge_cache"] = None  # rebuilt where needed
+        return state
 
     def masks_of(self, specs: Sequence[object], level_scale: tuple[float, float]) -> list[dict[str, np.ndarray]]:
         """Masks of TileSpecs (one shape, one level whose ``slide.level_scale`` is ``level_scale``)."""

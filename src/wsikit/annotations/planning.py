@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from ..tile import Tile
 
 # Tiles whose masks are made together: numpy's per-call cost shared, a few MB at once.
-MASK_BLOCK = 32
+MASK_BLOCK = 64
 # Tiles whose fractions are computed together while planning.
 _PLAN_BLOCK = 8192
 

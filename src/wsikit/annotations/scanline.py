@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .frames import TileFrames
+from .frames import TileFrames, centre, first_at_least, first_at_least_and_ties
 
 if TYPE_CHECKING:
     from shapely import Geometry
@@ -49,6 +49,7 @@ def fill(edges: np.ndarray, starts: np.ndarray, pair_piece: np.ndarray, pair_slo
     import shapely
 
     h, w = frames.shape
+    (si, sj), read, boxes = frames.scale, frames.read, frames.boxes()
     n_slots = len(slot_tile)
     counts = starts[pair_piece + 1] - starts[pair_piece]
     total = int(counts.sum())
@@ -57,30 +58,35 @@ def fill(edges: np.ndarray, starts: np.ndarray, pair_piece: np.ndarray, pair_slo
     slot = np.repeat(pair_slot, counts)
     tile = slot_tile[slot]
     x0, y0, x1, y1 = edge[:, 0], edge[:, 1], edge[:, 2], edge[:, 3]
+    y_lo, y_hi = np.minimum(y0, y1), np.maximum(y0, y1)
     redo: list[np.ndarray] = []  # (slot, row) pairs recomputed exactly
 
-    flat = y0 == y1
-    if flat.any():  # a horizontal edge exactly on a row of centres
-        rows = frames.first_row_at_least(tile[flat], y0[flat])
-        on = (rows < h) & (frames.row_centres(tile[flat], np.minimum(rows, h - 1)) == y0[flat])
-        redo.append(np.stack([slot[flat][on], rows[on]], axis=1))
-    keep = ~flat
-    x0, y0, x1, y1, slot, tile = x0[keep], y0[keep], x1[keep], y1[keep], slot[keep], tile[keep]
-    row_lo = frames.first_row_at_least(tile, np.minimum(y0, y1))
-    row_hi = frames.first_row_at_least(tile, np.maximum(y0, y1))
-    crossings = np.maximum(row_hi - row_lo, 0)
+    flat = (y0 == y1) & (y0 > boxes[tile, 1]) & (y0 < boxes[tile, 3])
+    if flat.any():  # a horizontal edge in the tile, perhaps exactly on a row of centres
+        t = tile[flat]
+        rows, on = first_at_least_and_ties(read[t, 0], read[t, 2], h, si, y0[flat])
+        if on.any():
+            redo.append(np.stack([slot[flat][on], rows[on]], axis=1))
+    # Edges that span some of the tile's rows: the others cross none of its centre lines.
+    keep = (y_hi > boxes[tile, 1]) & (y_lo < boxes[tile, 3]) & (y0 != y1)
+    x0, y0, x1, y1, y_lo, y_hi, slot, tile = (a[keep] for a in (x0, y0, x1, y1, y_lo, y_hi, slot, tile))
+    row_start, row_size = read[tile, 0], read[tile, 2]
+    row_lo = first_at_least(row_start, row_size, h, si, y_lo)
+    row_hi = first_at_least(row_start, row_size, h, si, y_hi)
+    crossings = row_hi - row_lo
     n = int(crossings.sum())
     of = np.repeat(np.arange(len(crossings)), crossings)
     row = row_lo[of] + (np.arange(n) - np.repeat(np.cumsum(crossings) - crossings, crossings))
-    t = tile[of]
-    y = frames.row_centres(t, row)
+    y = centre(row_start[of], row_size[of], h, si, row)
     x = x0[of] + (y - y0[of]) * ((x1 - x0) / (y1 - y0))[of]
-    col = frames.first_column_at_least(t, x)
-    on = (col < w) & (frames.column_centres(t, np.minimum(col, w - 1)) == x)
+    t = tile[of]
+    col_start, col_size = read[t, 1], read[t, 3]
+    col, on = first_at_least_and_ties(col_start, col_size, w, sj, x)
     if on.any():
         redo.append(np.stack([slot[of][on], row[on]], axis=1))
 
-    positions = np.sort((slot[of] * h + row) * w + col)
+    # Each edge's crossings come in ascending runs (rows go down): a merge sort of runs is quickest.
+    positions = np.sort((slot[of] * h + row) * w + col, kind="stable")
     runs = np.diff(np.concatenate(([0], positions, [n_slots * h * w])))
     parity = (np.arange(len(runs)) & 1).astype(bool)
     masks = np.repeat(parity, runs).reshape(n_slots, h, w)
