@@ -333,3 +333,32 @@ def test_served_tiles_are_cached_within_the_bound(synthetic_slides: Path) -> Non
 def test_text_of_descriptor_is_xml(synthetic: Served) -> None:
     text = synthetic.client.get(f"/dzi/{synthetic.slide_id('sample')}.dzi").text
     assert ET.parse(io.StringIO(text)).getroot().tag.endswith("Image")
+
+
+# -- stored JPEG tiles served as they are ------------------------------------------------------
+def test_stored_jpeg_tiles_pass_through_and_decode_to_extract_region(synthetic: Served, synthetic_slides: Path) -> None:
+    slide_id = synthetic.slide_id("sample")
+    with open_slide(str(synthetic_slides / "he" / "sample.svs")) as slide:
+        for row, column in ((0, 0), (2, 3), (3, 5)):
+            data = synthetic.client.get(f"/dzi/{slide_id}_files/11/{column}_{row}.jpeg").content
+            assert data == slide.native_tile_jpeg(0, row, column)  # the stored tile, not re-encoded
+            np.testing.assert_array_equal(decode(data), slide.extract_region((row * 256, column * 256), 256))
+        # Level 1 (256 x 384): its second column of tiles is cut by the edge, so it is encoded here.
+        whole = synthetic.client.get(f"/dzi/{slide_id}_files/9/0_0.jpeg").content
+        cut = synthetic.client.get(f"/dzi/{slide_id}_files/9/1_0.jpeg").content
+        assert whole == slide.native_tile_jpeg(1, 0, 0) and cut != slide.native_tile_jpeg(1, 0, 1)
+        assert psnr(decode(cut), slide.extract_region((0, 256), (256, 128), level=1)) >= 32
+
+
+def test_without_passthrough_every_tile_is_encoded_here(synthetic_slides: Path) -> None:
+    from wsikit.viewer.service import TileView, ViewerService
+
+    service = ViewerService(synthetic_slides / "he", passthrough=False)
+    try:
+        entry = service.catalog.entries()[0]
+        with open_slide(entry.path) as slide:
+            data = service.tile(entry, 11, 3, 2, "jpeg", TileView({}, None))
+            assert data != slide.native_tile_jpeg(0, 2, 3)
+            assert psnr(decode(data), slide.extract_region((512, 768), 256)) >= 32
+    finally:
+        service.close()

@@ -15,6 +15,10 @@ level 0 per tile; when a tile would read more than ``MAX_DIRECT_PIXELS`` they ar
 one thumbnail of the slide instead (``SlideBackend.get_thumbnail``, which reads in bands
 with bounded memory). Where the source level's downsample divides the DZI level's, a DZI
 pixel is the exact mean of the source pixels it covers (:func:`reduce_to`).
+
+Where a DZI level is a pyramid level stored as JPEG tiles of the DZI tile size, a whole
+JPEG tile may be served as stored (:meth:`TileReader.stored_jpeg`): decoded, it gives the
+pixels ``extract_region`` gives, and it costs neither a decode nor an encode.
 """
 from __future__ import annotations
 
@@ -24,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..codestreams import jpeg_frame
+from ..errors import SlideError
 from ..pixels import resample_area
 from ..plan import best_level
 
@@ -94,6 +100,8 @@ class TileReader:
         self.dzi = DeepZoom(slide.level_shapes[0], tile_size)
         self._overview: tuple[int, np.ndarray] | None = None
         self._lock = threading.Lock()
+        # DZI level -> whether its tiles are the stored JPEG tiles (unknown until tried)
+        self._stored: dict[int, bool] = {}
 
     def source_level(self, level: int) -> int:
         """The pyramid level a DZI level's tiles are read from."""
@@ -123,6 +131,30 @@ class TileReader:
         pixels = np.asarray(self.slide.extract_region((a, c), (b - a, e - c), level=source, normalize=False,
                                                       **options))
         return reduce_to(pixels, (h, w), d / si, d / sj)
+
+    def stored_jpeg(self, level: int, column: int, row: int) -> bytes | None:
+        """The tile as the slide stores it, when that JPEG is exactly this DZI tile: the DZI
+        level is a pyramid level (same shape), the slide stores it in JPEG tiles of the DZI
+        tile size, and the tile is whole (not cut by the image's edge). Decoded, it is the
+        pixels ``read`` gives, without a decode and an encode here. None otherwise."""
+        i, j, h, w = self.dzi.tile_box(level, column, row)
+        size = self.dzi.tile_size
+        if (h, w) != (size, size) or self._stored.get(level) is False:
+            return None
+        source = self.source_level(level)
+        if tuple(self.slide.level_shapes[source]) != tuple(self.dzi.level_shapes[level]):
+            self._stored[level] = False
+            return None
+        try:
+            data = self.slide.native_tile_jpeg(source, row, column)
+        except (ValueError, SlideError):  # outside a grid of larger tiles, or unreadable: decode instead
+            data = None
+        if data is None:
+            return None
+        frame = jpeg_frame(data)
+        usable = frame is not None and (frame.rows, frame.columns, frame.components, frame.bits) == (size, size, 3, 8)
+        self._stored[level] = usable
+        return data if usable else None
 
     def _overview_for(self, level: int) -> tuple[int, np.ndarray] | None:
         """(DZI level, pixels) of the thumbnail that covers ``level``, or None when ``level``

@@ -1,5 +1,9 @@
 """The viewer's work, apart from HTTP: slide descriptions, tiles, thumbnails and overlays.
 
+A JPEG tile is the slide's stored JPEG tile where that is exactly the DZI tile (the same
+pixels, see :meth:`~wsikit.viewer.deepzoom.TileReader.stored_jpeg`), else the pixels read
+and encoded here (``passthrough=False``: always the latter).
+
 Everything here is blocking (it reads slides) and thread-safe; the web layer
 (:mod:`wsikit.viewer.app`) runs it on a thread pool. Per slide, the things that are costly
 and the same for every request are made once and kept: the DZI tile reader, the tissue
@@ -56,8 +60,10 @@ class ViewerService:
     """The slides under ``root`` and what the viewer makes of them."""
 
     def __init__(self, root: str | os.PathLike[str], results: str | os.PathLike[str] | None = None,
-                 cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
+                 cache_bytes: int = DEFAULT_CACHE_BYTES, passthrough: bool = True) -> None:
         self.catalog = SlideCatalog(root)
+        #: serve a slide's stored JPEG tiles as they are where they are exactly a DZI tile
+        self.passthrough = passthrough
         self.cache = BytesCache(cache_bytes)
         self.results_root = None if results is None else os.path.abspath(os.fspath(results))
         self._results = {} if results is None else result_folders(results)
@@ -187,6 +193,10 @@ class ViewerService:
         """The encoded DZI tile (TileOutOfRange when there is no such tile)."""
         key = ("tile", entry.id, level, column, row, fmt, view.key)
         data = self.cache.get(key)
+        if data is None and self.passthrough and fmt == "jpeg" and not view.options and view.display is None:
+            data = self.reader(entry).stored_jpeg(level, column, row)
+            if data is not None:
+                self.cache.put(key, data)
         if data is None:
             pixels = self.reader(entry).read(level, column, row, view.options)
             data = encode(self._displayed(pixels, view), fmt)
