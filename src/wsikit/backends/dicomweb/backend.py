@@ -54,10 +54,11 @@ from .url import SeriesURL, is_dicomweb_url, parse_series_url
 _ASSOCIATED_NAMES = {"THUMBNAIL": "thumbnail", "LABEL": "label", "OVERVIEW": "macro"}
 # At most this many requests for frames in flight at once (whatever wsikit_requests says):
 # DICOMweb servers cut frames out of instances, and their cost is per request.
-_MAX_FRAME_REQUESTS = 6
+_MAX_FRAME_REQUESTS = 3
 # The first frames of each instance fetched while opening, when the server does not say how they
 # are stored (the answer says): what a read from the start needs first.
 _PROBED_FRAMES = 32
+_PROBED_FRAMES_LARGEST = 256
 # Plans of up to this many tiles have their frames fetched in the plan's order (larger: row-major).
 _PLANNED_TILES = 1 << 20
 
@@ -195,12 +196,16 @@ class DICOMwebBackend(SlideBackend):
         it), while the metadata is still on its way; a read from the start then finds them."""
         store = self._store
         assert store is not None
+        largest = max(item.frames for item in listed)
         for item in listed:
             url = self._series.instance_url(item.uid)
             index = store.add_instance(RemoteInstance(url, item.transfer_syntax))
             self._probed[url] = index
             if item.transfer_syntax is None:
-                store.prefetch([(index, n) for n in range(1, min(item.frames, _PROBED_FRAMES) + 1)])
+                # Most frames from the largest instance (level 0, most likely): what a tiling
+                # decodes while the large batches behind are served.
+                count = _PROBED_FRAMES_LARGEST if item.frames == largest else _PROBED_FRAMES
+                store.prefetch([(index, n) for n in range(1, min(item.frames, count) + 1)])
 
     def _register(self, instances: list[Instance]) -> dict[str, int]:
         """Each instance's index in the frame store (by URL), its transfer syntax known: from
