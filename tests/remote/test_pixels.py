@@ -115,7 +115,8 @@ def test_large_region_is_fetched_in_coalesced_requests(remote_folder: Path, ngin
         source._blocks.clear()
         before = source.requests
         remote.extract_region((0, 0), (1024, 1536))
-        assert source.requests - before <= 2  # 24 tiles, one coalesced request (two at most)
+        # 24 tiles (about 800 KB) in a few coalesced requests: a cold start's runs grow from 256 KiB.
+        assert source.requests - before <= 3
 
 
 def test_dicom_file_over_http_and_s3_equals_local(remote_folder: Path,
