@@ -143,3 +143,20 @@ def test_backend_name_and_url_forms(served: dict[str, Served]) -> None:
     assert wsikit.open_slide.__module__  # the opener chose the backend by URL form above
     with pytest.raises(wsikit.errors.UnsupportedFormatError, match="studies"):
         wsikit.open_slide(item.url.rsplit("/series/", 1)[0], backend="dicomweb")
+
+
+def test_announced_reads_come_in_few_requests(served: dict[str, Served]) -> None:
+    """Scattered regions (read_regions' look-ahead) and a large region announce their frames:
+    a few batched requests, not one per frame."""
+    item = served["many-frames"]  # 16 x 32 frames of 64 pixels
+    rng = np.random.default_rng(5)
+    locations = [tuple(v) for v in rng.integers(0, 900, size=(60, 2)).tolist()]
+    with wsikit.open_slide(item.url) as remote, DICOMBackend(item.folder) as local:
+        before = remote.requests_made
+        for a, b in zip(remote.read_regions(locations, 100), local.read_regions(locations, 100)):
+            assert np.array_equal(a, b)
+        assert remote.requests_made - before <= 4  # 60 regions of up to 9 frames each
+        before = remote.requests_made
+        assert np.array_equal(remote.extract_region((300, 1000), (700, 1000)),
+                              local.extract_region((300, 1000), (700, 1000)))
+        assert remote.requests_made - before <= 2

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -36,6 +36,7 @@ from ...limits import check_allocation
 from ...plan import Plan, TileSpec
 from ...reader import TileGrid
 from ...reader.tiles import TileStream
+from ...remote.prefetch import prefetch_box, with_prefetch
 from ...tiling import thumbnail_shape
 from ..base import SlideBackend
 from ..dicom.codecs import EXPLICIT_LITTLE, NATIVE, frame_decoder, guess_transfer_syntax, is_encapsulated
@@ -368,8 +369,13 @@ class DICOMwebBackend(SlideBackend):
             ahead.touch(r * cols + c)
             return decode_frame(level, k, _no_file, pixels, fill)
 
+        def announce(tiles: Sequence[tuple[int, int]]) -> None:
+            cells = np.asarray(tiles, dtype=np.int64).reshape(-1, 2)
+            ahead.announce(cells[:, 0] * cols + cells[:, 1])
+
         self._tables[key] = table
-        return TileGrid(key, level.shape, level.tile_shape, pixels, dtype, decode)
+        # The stream's look-ahead and large regions announce their tiles (wsikit.remote.prefetch).
+        return with_prefetch(TileGrid(key, level.shape, level.tile_shape, pixels, dtype, decode), announce)
 
     def _read_region(self, level: int, i: int, j: int, h: int, w: int, *, optical_path: str | int | None = None,
                      focal_plane: int | None = None) -> np.ndarray:
@@ -379,6 +385,7 @@ class DICOMwebBackend(SlideBackend):
         try:
             if grid is None:
                 return super()._read_region(level, i, j, h, w)
+            prefetch_box(grid, i, j, i + h, j + w)
             return self._reader.read(grid, i, j, i + h, j + w)
         except ValueError as exc:  # the reader's: a frame decoded to another shape than the header's
             raise CorruptSlideError(self.path, str(exc)) from None

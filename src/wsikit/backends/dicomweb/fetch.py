@@ -21,6 +21,7 @@ are not kept, so a later read asks again.
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
@@ -44,6 +45,8 @@ _MAX_BATCH = 2048
 # Characters of frame numbers in one request's URL at most (``3,4,5,...``): URLs past 8 KiB are
 # refused by common servers (Orthanc answers 400 "Malformed message" near 16 KiB).
 _MAX_FRAME_LIST = 6000
+# Seconds after a reader announced cells during which reads are not guessed at.
+_ANNOUNCED_FOR = 2.0
 _NOT_FRAME_TYPES = ("text/", "application/json", "application/dicom+json", "application/dicom+xml")
 
 
@@ -273,7 +276,7 @@ class ReadAhead:
 
     The order ahead is the level's row-major order, or the order a tiling plan will read
     cells in (:meth:`follow`): then the window is full from the first read, as the reads
-    to come are known.
+    to come are known. Readers that know their next cells say so (:meth:`announce`).
     """
 
     def __init__(self, store: FrameStore, cells: np.ndarray, where: np.ndarray) -> None:
@@ -286,6 +289,25 @@ class ReadAhead:
         self._planned = False
         self._ahead_to = 0  # positions up to here have been asked for
         self._run = 0  # reads in order since the last jump
+        self._announced_at = -1e9  # when a reader last said which cells come next
+
+    def announce(self, cells: np.ndarray) -> None:
+        """A reader says which cells (row-major numbers, in order) it reads next (a stream's
+        look-ahead, a large region): their frames are fetched at once, in few requests, and
+        reads are not guessed at meanwhile. Cells of a plan being followed move its window."""
+        cells = np.asarray(cells, dtype=np.int64).ravel()
+        if not len(cells):
+            return
+        with self._lock:
+            self._announced_at = time.monotonic()
+            followed = self._position is not None and self._position[cells[0]] >= 0
+        if followed:
+            self.touch(int(cells[0]))
+            return
+        chosen = self.table[cells]
+        frames = [(int(a), int(b)) for a, b in self.where[chosen[chosen >= 0]].tolist()]
+        if frames:
+            self.store.prefetch(frames)
 
     def follow(self, cells: np.ndarray) -> None:
         """Reads will take the cells ``cells`` (row-major cell numbers) in this order."""
@@ -304,6 +326,8 @@ class ReadAhead:
             at = cell if self._position is None else int(self._position[cell])
             if at < 0:
                 return  # not a cell of the plan followed: fetched when read
+            if not self._planned and time.monotonic() - self._announced_at < _ANNOUNCED_FOR:
+                return  # the reader announces what it reads: nothing to guess
             window = limit if self._planned else min(limit, max(_FIRST_WINDOW, 2 * self._run))
             if at >= self._ahead_to or at < self._ahead_to - 2 * limit:
                 start, ramp = at, True  # a jump: start over from here
