@@ -1,9 +1,10 @@
 """The ``wsikit`` command line: info, thumbnail, tile.
 
     wsikit info SLIDE [--json]
-    wsikit thumbnail SLIDE OUT.png [--size N] [--overlay tissue|tiles]
+    wsikit thumbnail SLIDE OUT.png [--size N] [--overlay tissue|tiles|annotations] [--annotations FILE]
     wsikit tile SLIDES_OR_FOLDERS... --out OUT [--shape N] [--stride N] [--pad]
                 [--level L | --mpp X | --magnification M] [--min-tissue F]
+                [--annotations FILE_OR_FOLDER] [--min-label CLASS=F]
                 [--format zarr|png|jpeg] [--codec lz4|zstd] [--no-passthrough]
                 [--workers N] [--scheduler ADDRESS] [--overwrite]
     wsikit view PATH [--port N] [--host 127.0.0.1] [--no-browser] [--results OUT]
@@ -25,6 +26,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .annotations.outputs import label_arguments
 from .backends import backend_names
 from .inventory import find_slides, slide_info
 from .overlay import OVERLAYS, overlay_picture
@@ -86,6 +88,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="tile at this objective power, e.g. 20")
     group.add_argument("--min-tissue", type=_fraction, default=None, metavar="F",
                        help="keep tiles whose tissue fraction is at least F (0..1)")
+    group.add_argument("--annotations", default=None, metavar="FILE_OR_FOLDER",
+                       help="annotations (GeoJSON, ASAP XML, label image), or a folder of them matched to slides by "
+                            "file stem: tiles get label fractions and masks")
 
     info = sub.add_parser("info", parents=[backend], help="what a slide holds")
     info.add_argument("slide")
@@ -99,7 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     thumb.add_argument("out", help="picture to write (.png, .jpg)")
     thumb.add_argument("--size", type=_positive_int, default=1024, help="longer side in pixels (default 1024)")
     thumb.add_argument("--overlay", choices=OVERLAYS, action="append", default=[],
-                       help="draw the tissue outline or the selected tiles (may be given twice)")
+                       help="draw the tissue outline, the selected tiles or the --annotations (may be repeated)")
     thumb.set_defaults(run=_cmd_thumbnail)
 
     tile = sub.add_parser("tile", parents=[backend, tiling], help="cut slides into tiles",
@@ -120,6 +125,8 @@ def _parser() -> argparse.ArgumentParser:
                       help="send the work to a running Dask scheduler, e.g. tcp://host:8786")
     tile.add_argument("--retries", type=_nonnegative_int, default=2, help="Dask retries of a failing slide (default 2)")
     tile.add_argument("--overwrite", action="store_true", help="redo slides whose results exist")
+    tile.add_argument("--min-label", type=_class_fraction, action="append", default=[], metavar="CLASS=F",
+                      help="keep tiles with at least fraction F of annotation class CLASS (may be repeated)")
     tile.add_argument("--quiet", action="store_true", help="no progress bars")
     tile.set_defaults(run=_cmd_tile)
 
@@ -214,6 +221,14 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _class_fraction(text: str) -> tuple[str, float]:
+    """``CLASS=F`` of ``--min-label``."""
+    name, sep, value = text.rpartition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected CLASS=F, got {text!r}")
+    return name, _fraction(value)
+
+
 def _error(message: str) -> None:
     print(f"wsikit: error: {message}", file=sys.stderr)
 
@@ -274,9 +289,11 @@ def _cmd_thumbnail(args: argparse.Namespace) -> int:
 
     try:
         with open_slide(args.slide, backend=args.backend) as slide:
+            labels = label_arguments(args.annotations, None, args.slide, slide)
             picture = overlay_picture(slide, args.size, tuple(args.overlay), shape=args.shape, stride=args.stride,
                                       pad=args.pad, level=args.level or 0, mpp=args.mpp,
-                                      magnification=args.magnification, min_tissue=args.min_tissue)
+                                      magnification=args.magnification, min_tissue=args.min_tissue,
+                                      annotations=labels.get("annotations"))
         Image.fromarray(picture).save(args.out)
     except Exception as exc:
         _slide_error(args.slide, exc)
@@ -293,7 +310,8 @@ def _cmd_tile(args: argparse.Namespace) -> int:
         options = TileOptions(shape=args.shape, stride=args.stride, pad=args.pad, level=args.level, mpp=args.mpp,
                               magnification=args.magnification, min_tissue=args.min_tissue, format=args.format,
                               jpeg_quality=args.jpeg_quality, backend=args.backend, codec=args.codec,
-                              passthrough=args.passthrough)
+                              passthrough=args.passthrough, annotations=args.annotations,
+                              min_label=dict(args.min_label) or None)
     except (TypeError, ValueError) as exc:
         _error(str(exc))
         return 2
@@ -349,6 +367,7 @@ def _print_summary(results: Sequence[SlideResult], out: str) -> None:
 
 # -- view ---------------------------------------------------------------------------------------
 def _cmd_view(args: argparse.Namespace) -> int:
+    from .remote.urls import display_url
     from .viewer import serve
 
     if args.results is not None and not os.path.isdir(args.results):
@@ -357,7 +376,7 @@ def _cmd_view(args: argparse.Namespace) -> int:
     try:
         return serve(args.path, args.host, args.port, open_browser=not args.no_browser, results=args.results)
     except OSError as exc:  # no such PATH, no slides in it, or the port is taken
-        where = f"{args.path}" if exc.filename else f"cannot serve on {args.host}:{args.port}"
+        where = display_url(args.path) if exc.filename else f"cannot serve on {args.host}:{args.port}"
         _error(f"{where}: {exc.strerror or exc}")
         return 1
 

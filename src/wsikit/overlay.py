@@ -1,6 +1,8 @@
 """A thumbnail of a slide with what a tiling would take drawn over it (``wsikit thumbnail``).
 
-Two overlays: ``tissue``, the outline of the tissue mask (:func:`wsikit.tissue.tissue_mask`)
+Three overlays: ``annotations``, the classes of an annotation file, each filled
+translucently in its colour with an opaque outline (:mod:`wsikit.annotations.drawing`);
+``tissue``, the outline of the tissue mask (:func:`wsikit.tissue.tissue_mask`)
 in opaque green (0, 200, 0), about 1/400 of the picture's longer side wide; and ``tiles``,
 every tile of the plan the tiling arguments select, as a translucent blue box with a blue
 border. Pixels that no overlay covers are the thumbnail's, unchanged.
@@ -15,10 +17,11 @@ import numpy as np
 from .plan import TileSpec
 
 if TYPE_CHECKING:
+    from .annotations import Annotations
     from .backends.base import SlideBackend
 
 #: the overlays :func:`overlay_picture` draws
-OVERLAYS = ("tissue", "tiles")
+OVERLAYS = ("tissue", "tiles", "annotations")
 TILE_FILL = (40, 90, 255, 50)
 TILE_BORDER = (20, 60, 220, 200)
 TISSUE_OUTLINE = (0, 200, 0, 255)
@@ -29,16 +32,20 @@ _OUTLINE_FRACTION = 1 / 400
 def overlay_picture(slide: SlideBackend, size: int = 1024, overlays: Collection[str] = (), *,
                     shape: tuple[int, int] | int = 3000, stride: tuple[int, int] | int | None = None,
                     pad: bool = False, level: int | None = 0, mpp: float | None = None,
-                    magnification: float | None = None, min_tissue: float | None = None) -> np.ndarray:
+                    magnification: float | None = None, min_tissue: float | None = None,
+                    annotations: Annotations | None = None) -> np.ndarray:
     """A uint8 RGB (h, w, 3) thumbnail of ``slide`` fitting in ``size`` x ``size``, with the
     ``overlays`` drawn over it: ``tissue`` (the tissue outline, green) and/or ``tiles`` (the
-    tiles of ``slide.tile_plan`` for the keyword arguments, blue). ``min_tissue`` selects
-    tiles by the same tissue mask as the outline."""
+    tiles of ``slide.tile_plan`` for the keyword arguments, blue) and/or ``annotations`` (the
+    classes of ``annotations``, in their colours). ``min_tissue`` selects tiles by the same
+    tissue mask as the outline."""
     from PIL import Image, ImageDraw
 
     unknown = sorted(set(overlays) - set(OVERLAYS))
     if unknown:
         raise ValueError(f"overlays must be among {', '.join(OVERLAYS)}; got {', '.join(map(repr, unknown))}")
+    if "annotations" in overlays and annotations is None:
+        raise ValueError("the annotations overlay needs annotations (wsikit thumbnail --annotations FILE)")
     thumb = np.ascontiguousarray(slide.get_thumbnail((size, size)))
     h0, w0 = slide.level_shapes[0]
     fi, fj = thumb.shape[0] / h0, thumb.shape[1] / w0  # picture pixels per level-0 pixel
@@ -71,6 +78,10 @@ def overlay_picture(slide: SlideBackend, size: int = 1024, overlays: Collection[
         outline = np.zeros(small.shape + (4,), np.uint8)
         outline[edge] = TISSUE_OUTLINE
         layer = Image.alpha_composite(layer, Image.fromarray(outline))
+    if "annotations" in overlays and annotations is not None:
+        from .annotations.drawing import draw_annotations
+
+        layer = Image.alpha_composite(layer, draw_annotations(annotations, picture.size, (fi, fj)))
     return np.asarray(Image.alpha_composite(picture, layer).convert("RGB"))
 
 

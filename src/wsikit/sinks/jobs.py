@@ -8,6 +8,8 @@ what a result folder records to recognise its own options on a rerun.
 """
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -15,6 +17,20 @@ from ..checks import as_int, as_pair
 from ..plan import Plan
 from .manifest import plan_digest
 from .codecs import CHUNK_CODECS, DEFAULT_CODEC
+
+
+def label_options(annotations: str | os.PathLike[str] | None, min_label: Mapping[str, float] | None
+                  ) -> tuple[str | None, tuple[tuple[str, float], ...] | None]:
+    """``annotations`` as an absolute path and ``min_label`` as sorted (class, fraction) pairs."""
+    if min_label is not None and annotations is None:
+        raise ValueError("min_label needs annotations")
+    path = None if annotations is None else os.path.abspath(os.fspath(annotations))
+    if min_label is None:
+        return path, None
+    if not isinstance(min_label, Mapping) or not all(isinstance(v, (int, float)) and 0 <= v <= 1
+                                                      for v in min_label.values()):
+        raise ValueError(f"min_label must map class names to fractions in [0, 1], got {min_label!r}")
+    return path, tuple(sorted((str(k), float(v)) for k, v in min_label.items()))
 
 #: how tiles can be stored: a Zarr array, or one PNG / JPEG file per tile
 FORMATS = ("zarr", "png", "jpeg")
@@ -51,12 +67,16 @@ class TileOptions:
     backend: str | None
     codec: str
     passthrough: bool
+    #: an annotation file or a folder of them matched by stem, and {class: fraction} to keep
+    annotations: str | None
+    min_label: tuple[tuple[str, float], ...] | None
 
     def __init__(self, shape: int | tuple[int, int] = (256, 256), stride: int | tuple[int, int] | None = None,
                  pad: bool = False, level: int | None = None, mpp: float | None = None,
                  magnification: float | None = None, min_tissue: float | None = None, format: str = "zarr",
                  jpeg_quality: int = 90, backend: str | None = None, codec: str = DEFAULT_CODEC,
-                 passthrough: bool = True) -> None:
+                 passthrough: bool = True, annotations: str | os.PathLike[str] | None = None,
+                 min_label: Mapping[str, float] | None = None) -> None:
         shape = as_pair(shape, "shape", minimum=1)
         if stride is not None:
             stride = as_pair(stride, "stride", minimum=1)
@@ -75,9 +95,10 @@ class TileOptions:
             raise TypeError(f"passthrough must be True or False, got {passthrough!r}")
         if codec not in CHUNK_CODECS:
             raise ValueError(f"codec must be one of {', '.join(CHUNK_CODECS)}; got {codec!r}")
+        labels = label_options(annotations, min_label)  # (absolute path or None, sorted pairs or None)
         values = {
             "shape": shape, "stride": stride, "pad": pad, "level": level, "mpp": mpp,
-            "magnification": magnification, "min_tissue": min_tissue,
+            "magnification": magnification, "min_tissue": min_tissue, "annotations": labels[0], "min_label": labels[1],
             "format": format, "jpeg_quality": jpeg_quality, "backend": backend,
             "codec": codec, "passthrough": passthrough,
         }
@@ -100,6 +121,11 @@ class TileOptions:
             del out["jpeg_quality"], out["passthrough"]
         if self.format != "zarr":
             del out["codec"]
+        for key in ("annotations", "min_label"):  # recorded only when given: older records stay valid
+            if out[key] is None:
+                del out[key]
+        if self.min_label is not None:
+            out["min_label"] = dict(self.min_label)
         return out
 
 

@@ -5,7 +5,8 @@ asked for; ``level`` the level read; ``i0, j0`` the corner in level-0 pixels; ``
 width`` the tile's shape; ``mpp`` its microns per pixel (the mean of the two axes, empty
 when the slide does not say); ``tissue`` its tissue fraction (empty without a tissue mask);
 and, for PNG / JPEG results, ``file``: the tile's image relative to the slide's folder.
-Row k describes tile k. Floats are written with 6 significant digits.
+A plan with labels adds ``label:<class>`` columns (and ``mask_file``; see
+:mod:`wsikit.annotations.outputs`). Row k describes tile k. Floats are written with 6 significant digits.
 
 The same rows, hashed, identify a plan (:func:`plan_digest`): a rerun that plans other
 tiles than the unfinished run it finds starts afresh instead of mixing the two.
@@ -17,7 +18,7 @@ import hashlib
 import io
 from collections.abc import Iterable
 
-from ..plan import TileSpec
+from ..plan import Plan, TileSpec
 from .layout import IMAGE_FOLDER, IMAGE_SUFFIXES, image_name
 
 COLUMNS = ("i", "j", "level", "i0", "j0", "height", "width", "mpp", "tissue")
@@ -41,14 +42,19 @@ def manifest_row(spec: TileSpec) -> list[str]:
 
 def manifest_bytes(plan: Iterable[TileSpec], fmt: str = "zarr") -> bytes:
     """The text of ``tiles.csv`` for ``plan`` stored as ``fmt`` (UTF-8, ``\\n`` line ends)."""
+    from ..annotations.outputs import label_cells, label_header
+
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     images = fmt in IMAGE_SUFFIXES
-    writer.writerow(COLUMNS + (("file",) if images else ()))
-    for spec in plan:
+    labelled = plan if isinstance(plan, Plan) and plan.labels is not None else None  # (wsikit.annotations.outputs)
+    writer.writerow(COLUMNS + (("file",) if images else ()) + tuple(label_header(labelled, fmt) if labelled else ()))
+    for k, spec in enumerate(plan):
         row = manifest_row(spec)
         if images:
             row.append(f"{IMAGE_FOLDER}/{image_name(spec, fmt)}")
+        if labelled is not None:
+            row += label_cells(labelled, fmt, k, spec)
         writer.writerow(row)
     return buffer.getvalue().encode("utf-8")
 

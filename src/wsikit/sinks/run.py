@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..plan import TileSpec
+from ..plan import Plan, TileSpec
 from .atomic import remove_temporaries, write_atomic
 from .channels import as_channels_last, stored_pixel_layout
 from .jobs import SlideJob, SlidePart, SlideResult, TileOptions
@@ -29,6 +29,7 @@ from .writers import IMAGE_CHANNELS, PendingTile, open_writer
 
 if TYPE_CHECKING:
     from ..backends.base import SlideBackend
+    from .writers import TileWriter
     from ..tile import Tile
 
 #: Tiles handed to a writer at once: at most this many, and no more once this many bytes.
@@ -44,8 +45,12 @@ def plan_part(job: SlideJob) -> SlidePart:
     """Open the slide and compute its tile plan."""
     from ..opener import open_slide
 
-    with open_slide(job.slide, backend=job.options.backend) as slide:
-        plan = slide.tile_plan(**job.options.plan_kwargs())
+    from ..annotations.outputs import label_arguments
+
+    options = job.options
+    with open_slide(job.slide, backend=options.backend) as slide:
+        labels = label_arguments(options.annotations, dict(options.min_label or ()) or None, job.slide, slide)
+        plan = slide.tile_plan(**options.plan_kwargs(), **labels)
     return SlidePart(job, plan)
 
 
@@ -90,7 +95,7 @@ def start_part(part: SlidePart, slide: SlideBackend | None = None) -> PartStart:
     remove_temporaries(folder)
     if existing is None:
         write_job(folder, record)
-    writer = open_writer(folder, options, len(plan), layout, slide)
+    writer = with_masks(open_writer(folder, options, len(plan), layout, slide), plan, folder, options.format)
     return PartStart(notes, writer.unit)
 
 
@@ -112,7 +117,8 @@ def write_range(part: SlidePart, start: int = 0, stop: int | None = None, slide:
     job, plan = part.job, part.plan
     stop = len(plan) if stop is None else min(stop, len(plan))
     layout = stored_pixel_layout(slide)
-    writer = open_writer(job.folder, job.options, len(plan), layout, slide)
+    writer = with_masks(open_writer(job.folder, job.options, len(plan), layout, slide), plan, job.folder,
+                        job.options.format)
     todo = [(k, spec) for k, spec in zip(range(start, stop), plan[start:stop]) if not writer.has(k, spec)]
     done = (stop - start) - len(todo)
     if progress is not None:
@@ -149,7 +155,8 @@ def finish_part(part: SlidePart, started: PartStart, written: int, slide: SlideB
     if slide is None:
         with _open(part) as opened:
             return finish_part(part, started, written, opened)
-    writer = open_writer(job.folder, job.options, len(plan), stored_pixel_layout(slide), slide)
+    writer = with_masks(open_writer(job.folder, job.options, len(plan), stored_pixel_layout(slide), slide), plan,
+                        job.folder, job.options.format)
     missing = sum(1 for k, spec in enumerate(plan) if not writer.has(k, spec))
     if missing:
         raise RuntimeError(f"{job.slide}: {missing} of {len(plan)} tiles are not stored in {job.folder}")
@@ -181,6 +188,15 @@ def split_ranges(count: int, unit: int, pieces: int) -> list[tuple[int, int]]:
     pieces = max(1, min(pieces, units))
     bounds = [min(count, (units * k // pieces) * unit) for k in range(pieces + 1)]
     return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
+
+
+def with_masks(writer: TileWriter, plan: Plan, folder: str, fmt: str) -> TileWriter:
+    """``writer``, also storing the tiles' masks when the plan has labels (wsikit.annotations.outputs)."""
+    if plan.labels is None:
+        return writer
+    from ..annotations.outputs import with_masks as masked
+
+    return masked(writer, plan, folder, fmt)
 
 
 def _open(part: SlidePart) -> SlideBackend:
