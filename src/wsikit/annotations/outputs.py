@@ -130,7 +130,7 @@ class MaskWriter:
                 group = zarr.create_group(store=tmp, zarr_format=3)
                 group.create_array(
                     MASKS_ARRAY, shape=(count, h, w), chunks=(1, h, w), shards=(inner.shard_tiles, h, w),
-                    dtype=self.dtype, fill_value=0, compressors=inner.codec.zarr_codec(),
+                    dtype=self.dtype, fill_value=0, compressors=_codec_json(inner.codec),
                     dimension_names=("tile", "i", "j"), chunk_key_encoding={"name": "default", "separator": "/"},
                     attributes={"wsikit": {"classes": self.classes,
                                            "colors": {k: list(v) for k, v in self.labels.annotations.colors.items()},
@@ -182,6 +182,12 @@ class MaskWriter:
                 self.shards.add(k, np.ascontiguousarray(packed))
             else:
                 write_atomic(os.path.join(self.folder, mask_name(spec)), _png(packed))
+
+
+def _codec_json(codec: Any) -> dict[str, Any]:
+    """The Zarr v3 JSON of the tiles' chunk codec (the same codec compresses the masks)."""
+    metadata = getattr(codec, "metadata", None)
+    return dict(metadata) if isinstance(metadata, dict) else dict(codec.zarr_codec().to_dict())
 
 
 def _png(packed: np.ndarray) -> bytes:
