@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -135,3 +136,32 @@ def test_url_password_and_query_are_not_shown(server: FaultServer) -> None:
         wsikit.open_slide(url, storage_options=FAST)
     assert "pa55word" not in str(caught.value) and "s3cr3t" not in str(caught.value)
     assert "127.0.0.1" in str(caught.value)
+
+
+def test_s3_secret_never_in_errors_logs_or_reprs(s3: Any, caplog: pytest.LogCaptureFixture) -> None:
+    import pickle
+
+    secret = s3.storage_options["secret"]
+    caplog.set_level(logging.DEBUG)
+    messages = []
+    with wsikit.open_slide(f"s3://{s3.bucket}/sample.svs", storage_options=s3.storage_options) as slide:
+        slide.extract_region((0, 0), (500, 500))
+        messages += [repr(slide), repr(slide._tiles.source), repr(slide._tiles.source._fetcher)]  # type: ignore[attr-defined]
+        assert secret.encode() in pickle.dumps(slide)  # pickles carry the credentials, as documented
+    for url in (f"s3://{s3.bucket}/missing.svs", f"s3://no-such-bucket/x.svs", f"s3://{s3.bucket}/nothing/"):
+        with pytest.raises((SlideError, FileNotFoundError)) as caught:
+            wsikit.open_slide(url, storage_options=dict(s3.storage_options, wsikit_retries=1))
+        messages += [str(caught.value), repr(caught.value)]
+    messages += [record.getMessage() for record in caplog.records]
+    assert caplog.records and not [m for m in messages if secret in m]
+
+
+def test_an_unreachable_s3_endpoint_ends_at_the_timeout(s3: Any) -> None:
+    from tests.servers import free_port
+
+    options = dict(s3.storage_options, endpoint_url=f"http://127.0.0.1:{free_port()}", wsikit_timeout=2)
+    started = time.monotonic()
+    with pytest.raises(RemoteReadError, match="timeout of 2 s") as caught:
+        wsikit.open_slide(f"s3://{s3.bucket}/sample.svs", storage_options=options)
+    assert time.monotonic() - started < 5
+    assert "s3://slides/sample.svs" in str(caught.value) and s3.storage_options["secret"] not in str(caught.value)

@@ -192,6 +192,27 @@ def _parse_content_range(value: str | None, status: int) -> tuple[int, int, int]
     return first, last, total
 
 
+async def _both(first: Any, second: Any, timeout: float) -> tuple[Any, Any]:
+    """The results of two coroutines run at once; the first error, or TimeoutError, ends
+    both (nothing left running, no error left unretrieved)."""
+    tasks = [asyncio.ensure_future(first), asyncio.ensure_future(second)]
+    try:
+        _, pending = await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_EXCEPTION)
+    finally:
+        for task in tasks:
+            if not task.done():
+                task.cancel()
+            elif not task.cancelled():
+                task.exception()  # retrieved: raised below, or dropped with its twin's
+    for task in tasks:
+        error = task.exception() if task.done() and not task.cancelled() else None
+        if error is not None:
+            raise error
+    if pending:
+        raise asyncio.TimeoutError
+    return tasks[0].result(), tasks[1].result()
+
+
 class FsspecRanges:
     """Byte ranges of one file of an fsspec filesystem (s3, gs, az, ...)."""
 
@@ -221,12 +242,8 @@ class FsspecRanges:
 
     async def fetch(self, start: int, end: int, size: int | None, stall: float) -> tuple[bytes, int]:
         try:
-            if size is None:
-                size_task = asyncio.ensure_future(self._size())
-                try:
-                    data = await asyncio.wait_for(self._cat(start, end), stall)
-                finally:
-                    total = await asyncio.wait_for(size_task, stall)
+            if size is None:  # the size and the bytes asked for at once: one round trip
+                total, data = await _both(self._size(), self._cat(start, end), stall)
             else:
                 total = size
                 data = await asyncio.wait_for(self._cat(start, end), stall)
