@@ -17,7 +17,8 @@ Measured on the 20,000 x 20,000 benchmark slide of ``slides.big_svs``:
   opened, and every tile read, for that page).
 
 It also saves docs/viewer.png: a real slide (../shared/testdata/small_HE.svs, else the
-benchmark slide) with the tile plan overlay on (256-pixel tiles at 0.5 mpp, at least half tissue). Goals (issue 14): p50 < 30 ms, p99 < 150 ms,
+benchmark slide) with the tile plan overlay on (256-pixel tiles at 0.5 mpp, at least half
+tissue). Goals (issue 14): p50 < 30 ms, p99 < 150 ms,
 >= 400 tiles/s, first view < 1.5 s. ``--quick``: fewer tiles and runs.
 """
 from __future__ import annotations

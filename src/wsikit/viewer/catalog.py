@@ -1,5 +1,8 @@
 """The slides a viewer serves: found once under the path it was started on, known by id.
 
+The path may be a URL (``https://``, ``s3://``, ...): a slide, or a folder / prefix of
+slides, listed by :func:`wsikit.inventory.find_slides`.
+
 A request names a slide only by its id, an opaque token looked up in a dictionary built
 at start: nothing a client sends is ever joined to a file system path. The slides are
 those :func:`wsikit.inventory.find_slides` finds under PATH (PATH itself when it is a
@@ -20,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import SlideError
 from ..inventory import find_slides
+from ..remote.urls import display_url, is_url
 
 if TYPE_CHECKING:
     from ..backends.base import SlideBackend
@@ -77,18 +81,37 @@ class SlideCatalog:
     """The slides under ``root`` (a slide file, a DICOM series folder or a folder of slides)."""
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
+        self._entries: dict[str, SlideEntry] = {}
+        if is_url(root):
+            self._add_remote(str(root))
+            return
         self.root = os.path.abspath(os.fspath(root))
         if not os.path.exists(self.root):
             raise FileNotFoundError(2, "No such file or directory", self.root)
         found, _ = find_slides([self.root])
         real_root = os.path.realpath(self.root)
         base = self.root if os.path.isdir(self.root) else os.path.dirname(self.root)
-        self._entries: dict[str, SlideEntry] = {}
         for path in found:
             real = os.path.realpath(path)
             if real != real_root and os.path.commonpath([real_root, real]) != real_root:
                 continue  # a symbolic link out of the served folder
             name = os.path.relpath(path, base)
+            slide_id = slide_id_of(name)
+            self._entries[slide_id] = SlideEntry(slide_id, path, name)
+
+    def _add_remote(self, url: str) -> None:
+        """The slides of a URL: one slide, or those under a folder / prefix (find_slides),
+        named relative to it. The root is shown as :func:`display_url` shows it (no password,
+        no query string)."""
+        self.root = display_url(url)
+        found, missing = find_slides([url])
+        if not found and missing:
+            raise FileNotFoundError(2, missing[0][1], self.root)
+        prefix = url.split("?", 1)[0].rstrip("/") + "/"
+        for path in found:
+            plain = path.split("?", 1)[0]
+            inside = plain[len(prefix):] if plain.startswith(prefix) else ""
+            name = inside or plain.rstrip("/").rsplit("/", 1)[-1] or display_url(plain)
             slide_id = slide_id_of(name)
             self._entries[slide_id] = SlideEntry(slide_id, path, name)
 
@@ -105,9 +128,8 @@ class SlideCatalog:
 
     def find_path(self, path: str) -> SlideEntry | None:
         """The slide whose file is ``path`` (compared by real path), or None."""
-        real = os.path.realpath(path)
         for entry in self._entries.values():
-            if os.path.realpath(entry.path) == real:
+            if entry.path == path or (not is_url(path) and os.path.realpath(entry.path) == os.path.realpath(path)):
                 return entry
         return None
 

@@ -15,6 +15,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from ..plan import target_scale
+from ..remote.urls import is_url
 from ..sinks import MANIFEST, check_inside, read_job
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ class ResultsError(ValueError):
 
 
 def result_folders(out: str | os.PathLike[str]) -> dict[str, str]:
-    """Real path of each slide -> its result folder, for the wsikit result folders in ``out``."""
+    """:func:`slide_key` of each slide -> its result folder, for the wsikit result folders in ``out``."""
     out = os.path.abspath(os.fspath(out))
     candidates = [out]
     try:
@@ -45,8 +46,13 @@ def result_folders(out: str | os.PathLike[str]) -> dict[str, str]:
                 continue
         job = read_job(folder)
         if job is not None and isinstance(job.get("slide"), str):
-            found.setdefault(os.path.realpath(job["slide"]), folder)
+            found.setdefault(slide_key(job["slide"]), folder)
     return found
+
+
+def slide_key(path: str) -> str:
+    """How a slide is matched with the slide a job record names: its real path (a URL as is)."""
+    return path if is_url(path) else os.path.realpath(path)
 
 
 def read_results(slide: SlideBackend, folder: str) -> dict[str, Any]:

@@ -92,7 +92,7 @@ def serve(path: str | os.PathLike[str], host: str = DEFAULT_HOST, port: int = DE
 
     service = ViewerService(path, results=results)
     if not len(service.catalog):
-        raise FileNotFoundError(2, "no slides found", os.fspath(path))
+        raise FileNotFoundError(2, "no slides found", service.catalog.root)
     server = ViewerServer(create_app(service), host, port)
     print(f"wsikit view: {len(service.catalog)} slide(s) under {service.catalog.root}")
     print(f"serving on {server.url}  (Ctrl-C to stop)", flush=True)

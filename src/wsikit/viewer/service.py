@@ -20,13 +20,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from ..inventory import slide_info
+from ..remote.urls import is_url
 from ..pixels import resample_area
 from .catalog import SlideCatalog, SlideEntry
 from .channels import ChannelDisplay, auto_ranges, composite, default_display, display_key, parse_display
 from .deepzoom import TileReader
 from .encoding import DEFAULT_CACHE_BYTES, BytesCache, encode
 from .overlays import plan_options, plan_overlay, tissue_picture
-from .results import ResultsError, read_results, result_folders
+from .results import ResultsError, read_results, result_folders, slide_key
 
 if TYPE_CHECKING:
     from ..backends.base import SlideBackend
@@ -250,7 +251,7 @@ class ViewerService:
         return plan_overlay(entry.slide(), plan_options(query), lambda: self.tissue_mask(entry))
 
     def results_folder(self, entry: SlideEntry) -> str | None:
-        return self._results.get(os.path.realpath(entry.path))
+        return self._results.get(slide_key(entry.path))
 
     def results(self, entry: SlideEntry) -> dict[str, Any]:
         folder = self.results_folder(entry)
@@ -278,7 +279,11 @@ class ViewerService:
 
 
 def _format_name(path: str) -> str:
-    if os.path.isdir(path):
+    if is_url(path):
+        path = path.split("?", 1)[0]
+    elif os.path.isdir(path):
+        return "DICOM folder"
+    if path.endswith("/"):
         return "DICOM folder"
     name = os.path.basename(path).lower()
     for double in (".ome.tiff", ".ome.tif"):
