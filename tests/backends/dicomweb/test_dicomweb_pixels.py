@@ -160,3 +160,39 @@ def test_announced_reads_come_in_few_requests(served: dict[str, Served]) -> None
         assert np.array_equal(remote.extract_region((300, 1000), (700, 1000)),
                               local.extract_region((300, 1000), (700, 1000)))
         assert remote.requests_made - before <= 2
+
+
+@pytest.fixture(scope="module")
+def with_icc(orthanc, tmp_path_factory: pytest.TempPathFactory) -> Served:
+    """A series whose optical path carries an ICC profile (served as bulk data by Orthanc)."""
+    import pydicom
+    from PIL import ImageCms
+
+    from .conftest import write_series
+
+    folder = tmp_path_factory.mktemp("icc")
+    files = write_series(folder, "full-explicit", seed=71)
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()
+    for path in files:
+        ds = pydicom.dcmread(path)
+        ds.OpticalPathSequence[0].ICCProfile = profile
+        ds.save_as(path)
+    [(study, series)] = orthanc.upload(files)
+    return Served(orthanc.series_url(study, series), str(folder), study, series, files)
+
+
+def test_icc_profiles_as_local(with_icc: Served, orthanc) -> None:
+    from .fault_proxy import FaultProxy
+
+    with DICOMBackend(with_icc.folder) as local:
+        assert local.icc_profile
+        with FaultProxy(orthanc.url) as proxy:  # bulk data URIs name the server, not the proxy
+            proxied = with_icc.url.replace(orthanc.url, proxy.url)
+            for url in (with_icc.url, proxied):
+                with wsikit.open_slide(url) as remote:
+                    assert remote.icc_profile == local.icc_profile
+                    assert remote.associated_icc_profiles == local.associated_icc_profiles
+        with wsikit.open_slide(with_icc.url, color="srgb") as remote, \
+                DICOMBackend(with_icc.folder, color="srgb") as converted:
+            assert np.array_equal(remote.extract_region((0, 0), remote.shape),
+                                  converted.extract_region((0, 0), converted.shape))

@@ -44,7 +44,7 @@ from ..dicom.frames import FrameIndex
 from ..dicom.header import pydicom_warnings_silenced
 from ..dicom.layout import absent_fill, blank_frame, layout, pixel_shape
 from ..dicom.levels import Level, Plane, Source, decode_frame, frame_table
-from ..dicom.metadata import header_properties, resolution, syntax_name
+from ..dicom.metadata import header_properties, icc_profile, resolution, syntax_name
 from ..dicom.positions import frame_positions
 from ..dicom.series import Instance
 from .client import HTTPClient
@@ -295,6 +295,7 @@ class DICOMwebBackend(SlideBackend):
             props[f"dicom.level[{k}].transfer-syntax"] = syntax_name(level.sources[0].transfer_syntax)
         props["dicomweb.url"] = self._series.url
         self._mpp, self._objective_power = resolution(main.ds)
+        self.icc_profile = icc_profile(main.ds, self._selection[0])
         props["wsikit.vendor"] = "dicom"
 
     def _add_associated(self, instances: list[Instance], indices: dict[str, int]) -> None:
@@ -311,6 +312,9 @@ class DICOMwebBackend(SlideBackend):
                 continue
             self._associated_levels[name] = level
             self._associated[name] = functools.partial(self._associated_image, name)
+            profile = icc_profile(instance.ds)
+            if profile is not None:
+                self.associated_icc_profiles[name] = profile
 
     def _associated_image(self, name: str) -> np.ndarray:
         from ...pixels import to_uint8

@@ -14,14 +14,17 @@ instance listed without metadata, or metadata that is not DICOM JSON, a CorruptS
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from urllib.parse import urlsplit, urlunsplit
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ...errors import CorruptSlideError, UnsupportedFormatError
 from ..dicom.header import pydicom_warnings_silenced
 from ..dicom.series import Instance, image_kind, read_instance
-from .client import DICOMwebError, HTTPClient
+from .client import Answer, DICOMwebError, HTTPClient
+from .multipart import BadAnswer, media_type, split_multipart
 from .url import SeriesURL
 
 if TYPE_CHECKING:
@@ -29,6 +32,7 @@ if TYPE_CHECKING:
 
 _SOP_INSTANCE_UID = "00080018"
 _NUMBER_OF_FRAMES = "00280008"
+_FETCHED_BULK = {"00282000"}  # ICC Profile
 _TRANSFER_SYNTAX_TAGS = ("00020010", "00083002")  # Transfer Syntax UID, Available Transfer Syntax UID
 
 
@@ -89,16 +93,22 @@ def fetch_series(client: HTTPClient, series: SeriesURL,
     return metadata
 
 
-def dataset_of(item: dict[str, Any], url: str) -> Dataset:
-    """A pydicom Dataset of one instance's DICOM JSON, with the transfer syntax where the server gives it."""
+def dataset_of(item: dict[str, Any], url: str, bulk: Callable[[str], bytes | None] | None = None) -> Dataset:
+    """A pydicom Dataset of one instance's DICOM JSON, with the transfer syntax where the server gives it.
+
+    Of the values the server leaves out as bulk data, only ICC profiles are fetched (with
+    ``bulk``); offset tables and the like are not needed: the server cuts frames out.
+    """
     import pydicom
     from pydicom.dataset import FileMetaDataset
     from pydicom.uid import UID
 
+    def bulk_value(tag: str, vr: str, uri: str) -> bytes | None:
+        return bulk(uri) if bulk is not None and tag.upper() in _FETCHED_BULK else None
+
     try:
         with pydicom_warnings_silenced():
-            # Bulk data (offset tables, ICC profiles) is not needed: the server cuts frames out.
-            ds = pydicom.Dataset.from_json(item, bulk_data_uri_handler=lambda *_: None)
+            ds = pydicom.Dataset.from_json(item, bulk_data_uri_handler=bulk_value)
     except Exception as exc:
         raise CorruptSlideError(url, f"the instance's metadata is not valid DICOM JSON: {type(exc).__name__}: "
                                      f"{exc}") from None
@@ -124,7 +134,7 @@ def series_instances(client: HTTPClient, series: SeriesURL,
             continue
         seen.add(uid)
         url = series.instance_url(uid)
-        ds = dataset_of(item, url)
+        ds = dataset_of(item, url, functools.partial(fetch_bulk, client, series))
         try:
             with pydicom_warnings_silenced():
                 instance = read_instance(url, (ds, 0), file_size=0)
@@ -140,4 +150,29 @@ def series_instances(client: HTTPClient, series: SeriesURL,
     return instances
 
 
-__all__ = ["Listed", "dataset_of", "fetch_series", "series_instances"]
+def fetch_bulk(client: HTTPClient, series: SeriesURL, uri: str) -> bytes | None:
+    """The value at a BulkDataURI, fetched from the series' own server only (the request
+    headers, credentials maybe, go nowhere else): a URI on another origin is taken to be
+    the same server seen from elsewhere (behind a proxy) when its path is under the
+    series' path, and is otherwise not fetched (None)."""
+    own, other = urlsplit(series.url), urlsplit(uri)
+    if (other.scheme, other.netloc) != (own.scheme, own.netloc):
+        if not other.path.startswith(own.path + "/"):
+            return None
+        uri = urlunsplit((own.scheme, own.netloc, other.path, other.query, ""))
+
+    def check(answer: Answer) -> bytes:
+        kind, _ = media_type(answer.content_type)
+        if kind.startswith("multipart/"):
+            parts = split_multipart(answer.content_type, answer.body)
+            if len(parts) != 1:
+                raise BadAnswer(f"{len(parts)} parts for one bulk data value")
+            return parts[0].data
+        if kind != "application/octet-stream":
+            raise BadAnswer(f"expected bulk data, got {kind or 'no Content-Type'}")
+        return answer.body
+
+    return client.get(uri, 'multipart/related; type="application/octet-stream"', check, "a bulk data value")
+
+
+__all__ = ["Listed", "dataset_of", "fetch_bulk", "fetch_series", "series_instances"]
