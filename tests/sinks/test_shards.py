@@ -93,13 +93,37 @@ def test_bytes_do_not_depend_on_order_or_threads(tmp_path, monkeypatch):
 
 def test_a_store_of_other_layout_is_refused(tmp_path, monkeypatch):
     ZarrTileWriter(str(tmp_path), 10, (20, 24), RGB, {})
-    with pytest.raises(ValueError, match="compressed with"):
+    with pytest.raises(ValueError, match="whose codecs differ"):
         ZarrTileWriter(str(tmp_path), 10, (20, 24), RGB, {}, codec="zstd")
-    with pytest.raises(ValueError, match="shape"):
+    with pytest.raises(ValueError, match=r"whose shape differ.*shape \[10, 20, 24, 3\], expected \[11, 20, 24, 3\]"):
         ZarrTileWriter(str(tmp_path), 11, (20, 24), RGB, {})
     monkeypatch.setattr("wsikit.sinks.writers.shards.SHARD_TILES", 4)
-    with pytest.raises(ValueError, match="shards"):
+    with pytest.raises(ValueError, match="whose chunk_grid differ"):
         ZarrTileWriter(str(tmp_path), 10, (20, 24), RGB, {})
+    (tmp_path / "tiles.zarr" / "tiles" / "zarr.json").write_text("not json")
+    with pytest.raises(ValueError, match="no readable array"):
+        ZarrTileWriter(str(tmp_path), 10, (20, 24), RGB, {})
+
+
+@pytest.mark.parametrize("codec", sorted(CHUNK_CODECS))
+def test_metadata_documents_are_the_ones_zarr_writes(tmp_path, codec):
+    import json
+
+    from zarr.codecs import BloscCodec, ZstdCodec
+
+    compressor = {"lz4": BloscCodec(typesize=1, cname="lz4", clevel=1, shuffle="noshuffle", blocksize=0),
+                  "zstd": ZstdCodec(level=1, checksum=False)}[codec]
+    attributes = {"wsikit": {"slide": "/x/é.svs", "mpp": [0.25, None], "sizes": {"z": 1}}}
+    group = zarr.create_group(store=str(tmp_path / "by-zarr"), zarr_format=3, attributes=attributes)
+    group.create_array("tiles", shape=(300, 20, 24, 3), chunks=(1, 20, 24, 3), shards=(256, 20, 24, 3),
+                       dtype=np.uint8, fill_value=0, compressors=compressor,
+                       dimension_names=("tile", "i", "j", "channel"),
+                       chunk_key_encoding={"name": "default", "separator": "/"})
+    ZarrTileWriter(str(tmp_path / "ours"), 300, (20, 24), RGB, attributes, codec=codec)
+    for name in ("zarr.json", "tiles/zarr.json"):
+        theirs = json.loads((tmp_path / "by-zarr" / name).read_text())
+        ours = json.loads((tmp_path / "ours" / "tiles.zarr" / name).read_text())
+        assert ours == theirs
 
 
 def test_shard_size_bounds_memory_and_tiles():

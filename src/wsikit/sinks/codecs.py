@@ -30,18 +30,13 @@ import numpy as np
 
 @dataclass(frozen=True)
 class ChunkCodec:
-    """A lossless chunk codec: its name in the options, the Zarr v3 codec the array's
-    metadata declares, and the function that compresses one chunk's C-order bytes."""
+    """A lossless chunk codec: its name in the options, the Zarr v3 codec JSON the array's
+    metadata declares (what zarr-python decodes with), and the function that compresses one
+    chunk's C-order bytes exactly as that codec does."""
 
     name: str
-    zarr_codec: Callable[[], Any]
+    metadata: dict[str, Any]
     encode: Callable[[np.ndarray], bytes]
-
-
-def _blosc_lz4() -> Any:
-    from zarr.codecs import BloscCodec
-
-    return BloscCodec(typesize=1, cname="lz4", clevel=1, shuffle="noshuffle", blocksize=0)
 
 
 def _encode_blosc_lz4(chunk: np.ndarray) -> bytes:
@@ -54,12 +49,6 @@ def _encode_blosc_lz4(chunk: np.ndarray) -> bytes:
                                           blocksize=0, numthreads=1))
 
 
-def _zstd() -> Any:
-    from zarr.codecs import ZstdCodec
-
-    return ZstdCodec(level=1, checksum=False)
-
-
 def _encode_zstd(chunk: np.ndarray) -> bytes:
     import imagecodecs
 
@@ -69,7 +58,8 @@ def _encode_zstd(chunk: np.ndarray) -> bytes:
 
 #: the codecs ``TileOptions.codec`` names; the first is the default
 CHUNK_CODECS: dict[str, ChunkCodec] = {
-    "lz4": ChunkCodec("lz4", _blosc_lz4, _encode_blosc_lz4),
-    "zstd": ChunkCodec("zstd", _zstd, _encode_zstd),
+    "lz4": ChunkCodec("lz4", {"name": "blosc", "configuration": {
+        "typesize": 1, "cname": "lz4", "clevel": 1, "shuffle": "noshuffle", "blocksize": 0}}, _encode_blosc_lz4),
+    "zstd": ChunkCodec("zstd", {"name": "zstd", "configuration": {"level": 1, "checksum": False}}, _encode_zstd),
 }
 DEFAULT_CODEC = "lz4"

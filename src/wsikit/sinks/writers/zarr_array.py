@@ -8,7 +8,9 @@ lossless codec (``options.codec``, Blosc LZ4 by default, see :mod:`wsikit.sinks.
 so a slide of 150,000 tiles is about 600 files, and zarr-python alone reads it back
 (``zarr.open_group(path)["tiles"][k]``).
 
-Crash safety: the group's metadata is built in a temporary folder and renamed into place,
+The metadata documents are written by :mod:`wsikit.sinks.writers.zarr_metadata` (what
+zarr-python writes, without its import cost). Crash safety: the group's metadata is built
+in a temporary folder and renamed into place,
 so the store exists whole or not at all; each shard file is written under a temporary name
 and renamed, so a shard that exists is whole (which is how :meth:`ZarrTileWriter.has`
 knows its tiles are stored).
@@ -16,25 +18,29 @@ knows its tiles are stored).
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ...plan import TileSpec
-from ..atomic import temporary_path
+from ..atomic import temporary_path, write_atomic
 from ..channels import PixelLayout, channel_sizes
 from ..codecs import CHUNK_CODECS
 from ..jobs import TileOptions
 from ..layout import MANIFEST, ZARR_STORE
 from .protocol import PendingTile, TileWriter
 from .shards import ShardedArrayWriter, shard_tiles_for
+from .zarr_metadata import METADATA_FILE, document_bytes, group_document, read_document, sharded_array_document
 
 if TYPE_CHECKING:
     from ...backends.base import SlideBackend
 
 #: the name of the array inside the group
 ARRAY_NAME = "tiles"
+#: the names of the array's axes
+DIMENSION_NAMES = ("tile", "i", "j", "channel")
 
 
 def _jsonable(value: Any) -> Any:
@@ -97,39 +103,36 @@ class ZarrTileWriter(TileWriter):
         self.codec = CHUNK_CODECS[codec]
         if not os.path.isdir(self.path):
             self._create(folder, dtype, attributes)
-        self._check_existing()
+        self._check_existing(dtype)
         self.unit = self.shard_tiles
         self.tiles = ShardedArrayWriter(os.path.join(self.path, ARRAY_NAME), tile_count, self.shard_tiles, self.codec)
 
+    def _document(self, dtype: np.dtype) -> dict[str, Any]:
+        return sharded_array_document(self.shape, self.chunk_shape, (self.shard_tiles,) + self.chunk_shape[1:],
+                                      dtype, self.codec.metadata, DIMENSION_NAMES)
+
     def _create(self, folder: str, dtype: np.dtype, attributes: dict[str, Any]) -> None:
-        import zarr
-
         tmp = temporary_path(folder)
-        group = zarr.create_group(store=tmp, zarr_format=3, attributes=attributes)
-        group.create_array(
-            ARRAY_NAME, shape=self.shape, chunks=self.chunk_shape, shards=(self.shard_tiles,) + self.chunk_shape[1:],
-            dtype=dtype, fill_value=0, compressors=self.codec.zarr_codec(),
-            dimension_names=("tile", "i", "j", "channel"),
-            chunk_key_encoding={"name": "default", "separator": "/"},
-        )
-        os.replace(tmp, self.path)
+        os.makedirs(os.path.join(tmp, ARRAY_NAME))
+        try:
+            write_atomic(os.path.join(tmp, METADATA_FILE), document_bytes(group_document(attributes)))
+            write_atomic(os.path.join(tmp, ARRAY_NAME, METADATA_FILE), document_bytes(self._document(dtype)))
+            os.replace(tmp, self.path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
 
-    def _check_existing(self) -> None:
-        """The store found must be the one this writer writes (shard files are written
-        without zarr, so their layout must be what the metadata says)."""
-        import zarr
-
-        array = zarr.open_group(self.path, mode="r")[ARRAY_NAME]
-        if not isinstance(array, zarr.Array):
-            raise ValueError(f"{self.path}: {ARRAY_NAME} is a group, expected an array")
-        found = (array.shape, array.chunks, array.shards)
-        expected = (self.shape, self.chunk_shape, (self.shard_tiles,) + self.chunk_shape[1:])
+    def _check_existing(self, dtype: np.dtype) -> None:
+        """The store found must be the one this writer writes (shards are written without
+        zarr, so their layout must be what the metadata says)."""
+        found = read_document(os.path.join(self.path, ARRAY_NAME, METADATA_FILE))
+        if found is None:
+            raise ValueError(f"{self.path} holds no readable array {ARRAY_NAME}")
+        expected = self._document(dtype)
         if found != expected:
-            raise ValueError(f"{self.path} holds an array of shape, chunks and shards {found}, expected {expected}")
-        metadata: Any = array.metadata.to_dict()  # JSON: the sharding codec's inner codecs
-        codecs = metadata["codecs"][0]["configuration"]["codecs"]
-        if codecs[-1] != self.codec.zarr_codec().to_dict():
-            raise ValueError(f"{self.path} holds chunks compressed with {codecs[-1]}, expected {self.codec.name}")
+            keys = sorted(k for k in expected if found.get(k) != expected[k])
+            raise ValueError(f"{self.path} holds an array whose {', '.join(keys)} differ from what this run writes "
+                             f"(shape {found.get('shape')}, expected {expected['shape']})")
 
     def has(self, position: int, spec: TileSpec) -> bool:
         """Whether the shard holding tile ``position`` is stored."""
