@@ -196,3 +196,27 @@ def test_icc_profiles_as_local(with_icc: Served, orthanc) -> None:
                 DICOMBackend(with_icc.folder, color="srgb") as converted:
             assert np.array_equal(remote.extract_region((0, 0), remote.shape),
                                   converted.extract_region((0, 0), converted.shape))
+
+
+def _child_read(slide, queue) -> None:  # runs in a forked process
+    try:
+        queue.put(slide.extract_region((500, 700), (300, 600)).tobytes())
+    except BaseException as exc:  # reported to the parent
+        queue.put(repr(exc))
+
+
+def test_a_forked_child_reads_on_its_own_connections(served: dict[str, Served]) -> None:
+    import multiprocessing
+
+    item = served["many-frames"]
+    context = multiprocessing.get_context("fork")
+    with wsikit.open_slide(item.url) as remote, DICOMBackend(item.folder) as local:
+        remote.extract_region((0, 0), (200, 200))  # threads and connections in use before the fork
+        queue = context.Queue()
+        child = context.Process(target=_child_read, args=(remote, queue))
+        child.start()
+        got = queue.get(timeout=60)
+        child.join(60)
+        assert got == local.extract_region((500, 700), (300, 600)).tobytes()
+        assert np.array_equal(remote.extract_region((500, 700), (300, 600)),
+                              local.extract_region((500, 700), (300, 600)))

@@ -42,9 +42,9 @@ _GUESSED_FRAME_BYTES = 24 * 1024
 _FIRST_WINDOW = 32
 _MAX_WINDOW = 4096
 _MAX_BATCH = 2048
-# Characters of frame numbers in one request's URL at most (``3,4,5,...``): URLs past 8 KiB are
+# Characters of frame numbers in one request's URL at most (``3,4,5,...``): request lines past 8 KiB are
 # refused by common servers (Orthanc answers 400 "Malformed message" near 16 KiB).
-_MAX_FRAME_LIST = 6000
+_MAX_FRAME_LIST = 7000
 # Seconds after a reader announced cells during which reads are not guessed at.
 _ANNOUNCED_FOR = 2.0
 _NOT_FRAME_TYPES = ("text/", "application/json", "application/dicom+json", "application/dicom+xml")
