@@ -198,3 +198,16 @@ def test_slide_that_cannot_be_opened_is_listed_with_its_error(tmp_path: Path, sa
             assert response.status_code == 500 and "cannot be opened" in response.text
             assert "Traceback" not in response.text
         assert served.client.get(f"/dzi/{served.slide_id('good')}.dzi").status_code == 200
+
+
+def test_requests_for_other_host_names_are_refused(guarded: Served) -> None:
+    """A page elsewhere cannot reach the viewer through a name it controls (DNS rebinding)."""
+    host, port = guarded.url.removeprefix("http://").rsplit(":", 1)
+    for name, status in ((f"evil.example:{port}", 400), (f"localhost:{port}", 200), (f"127.0.0.1:{port}", 200)):
+        with socket.create_connection((host, int(port)), timeout=30) as sock:
+            sock.sendall(f"GET /api/slides HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode())
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        assert int(data.split(b" ", 2)[1]) == status, name
+        assert (b"inside.svs" in data) == (status == 200)

@@ -34,7 +34,7 @@ import logging
 import os
 import re
 import string
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from importlib import resources
@@ -42,6 +42,8 @@ from typing import Any, TypeVar
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
@@ -65,9 +67,17 @@ _TEMPLATES = resources.files("wsikit.viewer") / "templates"
 _TILE_HEADERS = {"Cache-Control": "private, max-age=3600"}
 
 
-def create_app(service: ViewerService, workers: int | None = None) -> Starlette:
+#: the names a browser uses for a server on the loopback address
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
+
+
+def create_app(service: ViewerService, workers: int | None = None,
+               allowed_hosts: Sequence[str] | None = LOOPBACK_HOSTS) -> Starlette:
     """The Starlette application serving ``service``'s slides; reads run on ``workers``
-    threads (default: twice the cores, at least 4)."""
+    threads (default: twice the cores, at least 4). Requests whose Host header names none
+    of ``allowed_hosts`` are refused (400): a web page elsewhere cannot reach a viewer on
+    127.0.0.1 through a name it controls (DNS rebinding). None allows any host, for a
+    server bound to another address."""
     pool = ThreadPoolExecutor(max_workers=workers or max(4, 2 * (os.cpu_count() or 1)),
                               thread_name_prefix="wsikit-viewer")
 
@@ -236,7 +246,9 @@ def create_app(service: ViewerService, workers: int | None = None) -> Starlette:
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
 
-    app = Starlette(routes=routes, exception_handlers={404: not_found, 500: server_error}, lifespan=lifespan)
+    middleware = [] if allowed_hosts is None else [Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))]
+    app = Starlette(routes=routes, exception_handlers={404: not_found, 500: server_error}, lifespan=lifespan,
+                    middleware=middleware)
     app.state.service = service
     return app
 

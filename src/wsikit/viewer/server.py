@@ -87,13 +87,15 @@ class ViewerServer:
 def serve(path: str | os.PathLike[str], host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *,
           open_browser: bool = True, results: str | os.PathLike[str] | None = None) -> int:
     """``wsikit view``: serve the slides under ``path`` until interrupted; 0 when done."""
-    from .app import create_app
+    from .app import LOOPBACK_HOSTS, create_app
     from .service import ViewerService
 
     service = ViewerService(path, results=results)
     if not len(service.catalog):
         raise FileNotFoundError(2, "no slides found", service.catalog.root)
-    server = ViewerServer(create_app(service), host, port)
+    loopback = host in ("127.0.0.1", "localhost") or host.startswith("127.")
+    allowed = (host, *LOOPBACK_HOSTS) if loopback else None  # another address: any name clients use for it
+    server = ViewerServer(create_app(service, allowed_hosts=allowed), host, port)
     print(f"wsikit view: {len(service.catalog)} slide(s) under {service.catalog.root}")
     print(f"serving on {server.url}  (Ctrl-C to stop)", flush=True)
     if open_browser:
