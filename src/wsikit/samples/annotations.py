@@ -16,13 +16,14 @@ Polygons = Mapping[str, Sequence[shapely.Polygon]]
 
 
 def blob(rng: np.random.Generator, centre: tuple[float, float], radius: float, vertices: int = 200,
-         hole: float = 0.0) -> shapely.Polygon:
-    """A star-shaped random polygon of ``vertices`` points around ``centre`` (x, y); with
-    ``hole`` > 0 a hole of that fraction of the radius near the centre."""
+         hole: float = 0.0, jitter: float = 0.15) -> shapely.Polygon:
+    """A star-shaped random polygon of ``vertices`` points around ``centre`` (x, y), its
+    radius varying smoothly and by up to ``jitter`` from point to point; with ``hole`` > 0
+    a hole of that fraction of the radius near the centre."""
     angles = np.sort(rng.uniform(0, 2 * np.pi, vertices))
     angles[0] = 0.0  # distinct angles: the ring never crosses itself
     r = radius * (1 + 0.25 * np.sin(angles * rng.integers(2, 7) + rng.uniform(0, 6))) \
-        * rng.uniform(0.85, 1.0, vertices)
+        * rng.uniform(1.0 - jitter, 1.0, vertices)
     shell = np.stack([centre[0] + r * np.cos(angles), centre[1] + r * np.sin(angles)], axis=1)
     holes = []
     if hole > 0:
@@ -34,7 +35,7 @@ def blob(rng: np.random.Generator, centre: tuple[float, float], radius: float, v
 
 def random_polygons(shape: tuple[int, int], classes: Sequence[str] = ("tumour", "stroma"), count: int = 12,
                     radius: tuple[float, float] = (0.05, 0.15), vertices: int = 200, seed: int = 0,
-                    holes: bool = True) -> dict[str, list[shapely.Polygon]]:
+                    holes: bool = True, jitter: float = 0.15) -> dict[str, list[shapely.Polygon]]:
     """``count`` random polygons over a level-0 image of ``shape`` (rows, columns), shared
     round-robin among ``classes``; with ``holes`` every third has a hole; radii are fractions of the
     shorter side. Polygons of one class may overlap, and so may classes."""
@@ -43,7 +44,8 @@ def random_polygons(shape: tuple[int, int], classes: Sequence[str] = ("tumour", 
     side = min(shape)
     for k in range(count):
         centre = (rng.uniform(0, shape[1]), rng.uniform(0, shape[0]))
-        polygon = blob(rng, centre, rng.uniform(*radius) * side, vertices, hole=0.4 if holes and k % 3 == 0 else 0.0)
+        polygon = blob(rng, centre, rng.uniform(*radius) * side, vertices, hole=0.4 if holes and k % 3 == 0 else 0.0,
+                       jitter=jitter)
         out[classes[k % len(classes)]].append(polygon)
     return out
 
@@ -108,5 +110,6 @@ def write_asap(path: str | os.PathLike[str], polygons: Polygons,
 def write_sample_annotations(path: str | os.PathLike[str], shape: tuple[int, int], seed: int = 0) -> str:
     """A GeoJSON file of a few tumour and stroma regions over a slide of level-0 ``shape``
     (the demo's sample annotations); returns the path."""
-    polygons = random_polygons(shape, ("tumour", "stroma"), count=8, radius=(0.08, 0.2), vertices=120, seed=seed)
+    polygons = random_polygons(shape, ("tumour", "stroma"), count=8, radius=(0.08, 0.2), vertices=120, seed=seed,
+                               jitter=0.02)
     return write_geojson(path, polygons, colors={"tumour": (200, 0, 0), "stroma": (0, 150, 255)})
