@@ -291,6 +291,14 @@ def test_results_overlay_shows_the_written_tiles(tmp_path: Path, synthetic_slide
         np.testing.assert_allclose(boxes[:, 0], i0)
         np.testing.assert_allclose(boxes[:, 2:], 256.0)  # 128 pixels at 0.5 mpp of a 0.25 mpp slide
         assert served.client.get(f"/api/slides/{served.slide_id('fluo')}/results").status_code == 404
+        # The image written for a row, as written.
+        file_column = rows[0].index("file")
+        for k in (0, len(rows) - 2):
+            response = served.client.get(f"/api/slides/{slide_id}/results/{k}")
+            assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+            assert response.content == (Path(result.folder) / rows[k + 1][file_column]).read_bytes()
+        assert served.client.get(f"/api/slides/{slide_id}/results/{len(rows)}").status_code == 404
+        assert served.client.get(f"/api/slides/{slide_id}/results/x").status_code == 400
     # An unfinished run (no tiles.csv yet) says so.
     (Path(result.folder) / "tiles.csv").unlink()
     for served in start(synthetic_slides, results=out):

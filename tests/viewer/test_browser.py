@@ -265,6 +265,9 @@ def test_results_overlay_outlines_tiles_and_shows_a_row_on_click(tmp_path: Path,
             cells = dict(zip(page.page.locator("#tile-row td:first-child").all_inner_texts(),
                              page.page.locator("#tile-row td:last-child").all_inner_texts()))
             assert cells["i"] == "256" and cells["j"] == "512" and cells["file"] == "images/256_512.jpg"
+            page.page.wait_for_function("document.getElementById('tile-image').complete && "
+                                        "document.getElementById('tile-image').naturalWidth === 256",
+                                        timeout=WAIT_MS)
             assert page.errors == []
         finally:
             page.close()

@@ -211,3 +211,26 @@ def test_requests_for_other_host_names_are_refused(guarded: Served) -> None:
                 data += chunk
         assert int(data.split(b" ", 2)[1]) == status, name
         assert (b"inside.svs" in data) == (status == 200)
+
+
+def test_a_manifest_cannot_point_outside_its_folder(tmp_path: Path, sample_svs: str) -> None:
+    from wsikit.sinks import TileOptions, tile_slide
+
+    folder = tmp_path / "slides"
+    folder.mkdir()
+    shutil.copy(sample_svs, folder / "a.svs")
+    (tmp_path / "secret.png").write_text(SECRET)
+    out = tmp_path / "out"
+    result = tile_slide(str(folder / "a.svs"), out, TileOptions(shape=512, format="png"))
+    manifest = Path(result.folder) / "tiles.csv"
+    lines = manifest.read_text().splitlines()
+    lines[1] = ",".join(lines[1].split(",")[:-1] + ["../../secret.png"])
+    lines[2] = ",".join(lines[2].split(",")[:-1] + [str(tmp_path / "secret.png")])
+    lines[3] = ",".join(lines[3].split(",")[:-1] + ["tiles.csv"])
+    manifest.write_text("\n".join(lines) + "\n")
+    for served in start(folder, results=out):
+        slide_id = served.slide_id("a")
+        for k in (0, 1, 2):
+            response = served.client.get(f"/api/slides/{slide_id}/results/{k}")
+            assert response.status_code == 404 and SECRET not in response.text
+        assert served.client.get(f"/api/slides/{slide_id}/results/3").status_code == 200

@@ -12,6 +12,7 @@ Routes::
     GET /api/slides/{id}/tissue.png         the tissue mask, green, over the whole slide
     GET /api/slides/{id}/plan               ?shape=&stride=&pad=&level=|mpp=|magnification=&min_tissue=
     GET /api/slides/{id}/results            the written tiles of the --results folder
+    GET /api/slides/{id}/results/{k}        the image written for row k of its tiles.csv
     GET /api/slides/{id}/channels/auto      contrast ranges from the slide's percentiles
     GET /dzi/{id}.dzi                       DZI descriptor (?format=jpeg|png)
     GET /dzi/{id}_files/{level}/{column}_{row}.{jpeg|png}
@@ -173,6 +174,17 @@ def create_app(service: ViewerService, workers: int | None = None,
             return JSONResponse(await blocking(service.results, entry))
         return await guarded(request, handle)
 
+    async def api_written_tile(request: Request) -> Response:
+        entry = entry_of(request)
+
+        async def handle() -> Response:
+            text = request.path_params["index"]
+            if not text.isdigit() or len(text) > 9:
+                raise BadRequest(f"a tile index is a non-negative integer, got {text!r}")
+            data, media_type = await blocking(service.written_tile, entry, int(text))
+            return Response(data, media_type=media_type)
+        return await guarded(request, handle)
+
     async def api_auto_channels(request: Request) -> Response:
         entry = entry_of(request)
 
@@ -233,6 +245,7 @@ def create_app(service: ViewerService, workers: int | None = None,
         Route("/api/slides/{slide_id}/tissue.png", api_tissue),
         Route("/api/slides/{slide_id}/plan", api_plan),
         Route("/api/slides/{slide_id}/results", api_results),
+        Route("/api/slides/{slide_id}/results/{index}", api_written_tile),
         Route("/api/slides/{slide_id}/channels/auto", api_auto_channels),
         Route("/dzi/{slide_id}.dzi", dzi_descriptor),
         Route("/dzi/{slide_id}_files/{level}/{tile}", dzi_tile),

@@ -105,3 +105,38 @@ def _frame_scale(slide: SlideBackend, options: dict[str, Any]) -> tuple[float, f
         return slide.level_scale(level)
     except (TypeError, ValueError) as exc:
         raise ResultsError(f"the job's options do not fit the slide: {exc}") from None
+
+
+#: the media type of each tile image a result folder may hold
+TILE_IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
+
+
+def written_tile(folder: str, index: int) -> tuple[bytes, str]:
+    """The image file (bytes, media type) of row ``index`` of the folder's ``tiles.csv``
+    (PNG / JPEG results). ResultsError when the row or its file does not exist, or names a
+    file outside the folder (the manifest is data: it is checked, not trusted)."""
+    manifest = os.path.join(folder, MANIFEST)
+    try:
+        with open(manifest, newline="", encoding="utf-8") as f:
+            reader = csv.reader(f)
+            columns = next(reader)
+            if "file" not in columns:
+                raise ResultsError(f"{manifest}: the tiles are not stored as image files")
+            column = columns.index("file")
+            for k, row in enumerate(reader):
+                if k == index:
+                    name = row[column] if column < len(row) else ""
+                    break
+            else:
+                raise ResultsError(f"{manifest} has no tile {index}")
+    except (OSError, UnicodeDecodeError, csv.Error, StopIteration) as exc:
+        raise ResultsError(f"cannot read {manifest}: {exc}") from None
+    suffix = os.path.splitext(name)[1].lower()
+    path = os.path.realpath(os.path.join(folder, name))
+    real_folder = os.path.realpath(folder)
+    if (not name or os.path.isabs(name) or suffix not in TILE_IMAGE_TYPES
+            or os.path.commonpath([real_folder, path]) != real_folder or not os.path.isfile(path)):
+        raise ResultsError(f"tile {index} of {manifest} names no image file of the folder")
+    with open(path, "rb") as f:
+        return f.read(), TILE_IMAGE_TYPES[suffix]
+

@@ -27,7 +27,7 @@ from .channels import ChannelDisplay, auto_ranges, composite, default_display, d
 from .deepzoom import TileReader
 from .encoding import DEFAULT_CACHE_BYTES, BytesCache, encode
 from .overlays import plan_options, plan_overlay, tissue_picture
-from .results import ResultsError, read_results, result_folders, slide_key
+from .results import ResultsError, read_results, result_folders, slide_key, written_tile
 
 if TYPE_CHECKING:
     from ..backends.base import SlideBackend
@@ -259,6 +259,13 @@ class ViewerService:
             raise ResultsError(f"no results of {entry.name} in {self.results_root}" if self.results_root
                                else "the viewer was started without --results")
         return read_results(entry.slide(), folder)
+
+    def written_tile(self, entry: SlideEntry, index: int) -> tuple[bytes, str]:
+        """The image a ``wsikit tile`` run wrote for row ``index`` of tiles.csv, and its media type."""
+        folder = self.results_folder(entry)
+        if folder is None:
+            raise ResultsError(f"no results of {entry.name}")
+        return written_tile(folder, index)
 
     def auto_channels(self, entry: SlideEntry) -> list[dict[str, Any]]:
         """Contrast ranges (0.5 to 99.5 percentiles) per channel, from a small read of the whole slide."""

@@ -346,9 +346,15 @@
     const table = $("tile-row");
     table.textContent = "";
     state.selected = hit;
+    const picture = $("tile-image");
+    picture.hidden = true;
     if (hit !== null) {
       event.preventDefaultAction = true;  // a click on a tile shows it, without zooming
       state.results.columns.forEach((c, k) => row(table, c, state.results.rows[hit][k]));
+      if (state.results.columns.includes("file")) {  // PNG / JPEG results: the image written
+        picture.src = api + "/results/" + hit;
+        picture.hidden = false;
+      }
     }
     redraw();
   }
