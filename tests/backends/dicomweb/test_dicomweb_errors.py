@@ -20,6 +20,7 @@ from tests.servers.orthanc import OrthancServer, require_orthanc
 from wsikit.backends.dicom import DICOMBackend
 from wsikit.backends.dicomweb import DICOMwebError
 from wsikit.errors import CorruptSlideError, SlideError
+from wsikit.remote.source import RemoteReadError
 
 from .conftest import Served, write_series
 from .fault_proxy import FaultProxy
@@ -42,8 +43,9 @@ def _via(proxy: FaultProxy, item: Served) -> str:
 def test_missing_series_and_study(served: dict[str, Served], orthanc: OrthancServer) -> None:
     item = served["full-rle"]
     for url in (orthanc.series_url(item.study, "1.2.3.4.5"), orthanc.series_url("9.8.7", item.series)):
-        with pytest.raises(DICOMwebError) as caught:
+        with pytest.raises(FileNotFoundError) as caught:
             wsikit.open_slide(url)
+        assert isinstance(caught.value, DICOMwebError) and isinstance(caught.value, RemoteReadError)
         assert caught.value.status == 404
         assert url in str(caught.value) and "no such study or series" in str(caught.value)
 

@@ -9,7 +9,7 @@
 - :mod:`.fetch`: frames fetched in batches, ahead of use, several requests in flight, cached.
 """
 from .backend import DICOMwebBackend
-from .client import DICOMwebError
+from .client import DICOMwebError, DICOMwebNotFoundError
 from .url import is_dicomweb_url
 
-__all__ = ["DICOMwebBackend", "DICOMwebError", "is_dicomweb_url"]
+__all__ = ["DICOMwebBackend", "DICOMwebError", "DICOMwebNotFoundError", "is_dicomweb_url"]

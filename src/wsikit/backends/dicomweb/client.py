@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ...errors import SlideError
+from ...remote.source import RemoteReadError
 from .multipart import BadAnswer, media_type
 
 _T = TypeVar("_T")
@@ -35,9 +35,9 @@ _CHUNK = 1 << 20
 _BACKOFF_CAP = 4.0
 
 
-class DICOMwebError(SlideError):
+class DICOMwebError(RemoteReadError):
     """A DICOMweb request failed: ``path`` is the URL asked, ``status`` the HTTP status (None
-    when no answer came)."""
+    when no answer came). A :class:`~wsikit.remote.RemoteReadError`, as for remote files."""
 
     def __init__(self, url: str | None, reason: str, status: int | None = None) -> None:
         super().__init__(url, reason)
@@ -45,6 +45,11 @@ class DICOMwebError(SlideError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.path, self.reason, self.status))
+
+
+class DICOMwebNotFoundError(DICOMwebError, FileNotFoundError):
+    """The server has no such study, series, instance or frame (HTTP 404, or an empty search):
+    also a FileNotFoundError, as a missing file or remote file is."""
 
 
 @dataclass(frozen=True)
@@ -126,6 +131,8 @@ class HTTPClient:
                 answer = self._once(url, accept, deadline)
                 if answer.status in RETRY_STATUSES:
                     raise _Retry(f"HTTP {answer.status}{self._detail(answer)}", answer.status)
+                if answer.status in (404, 410):
+                    raise DICOMwebNotFoundError(shown, self._refusal(answer, what), answer.status)
                 if answer.status >= 400:
                     raise DICOMwebError(shown, self._refusal(answer, what), answer.status)
                 if answer.status != 200:
@@ -221,4 +228,4 @@ def _describe(exc: BaseException) -> str:
     return f"{type(inner).__name__}: {inner}"
 
 
-__all__ = ["RETRY_STATUSES", "Answer", "DICOMwebError", "HTTPClient"]
+__all__ = ["RETRY_STATUSES", "Answer", "DICOMwebError", "DICOMwebNotFoundError", "HTTPClient"]

@@ -9,7 +9,8 @@ follow the local backend's rules exactly.
 
 The stored transfer syntax is taken from the metadata when the server gives it (Transfer
 Syntax UID, or Available Transfer Syntax UID); otherwise the first frame's answer says it.
-A series the server does not list is a :class:`~.client.DICOMwebError` (HTTP 404); an
+A series the server does not list is a :class:`~.client.DICOMwebNotFoundError` (also a
+FileNotFoundError); an
 instance listed without metadata, or metadata that is not DICOM JSON, a CorruptSlideError.
 """
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from ...errors import CorruptSlideError, UnsupportedFormatError
 from ..dicom.header import pydicom_warnings_silenced
 from ..dicom.series import Instance, image_kind, read_instance
-from .client import Answer, DICOMwebError, HTTPClient
+from .client import Answer, DICOMwebError, DICOMwebNotFoundError, HTTPClient
 from .multipart import BadAnswer, media_type, split_multipart
 from .url import SeriesURL
 
@@ -78,8 +79,8 @@ def fetch_series(client: HTTPClient, series: SeriesURL,
             raise CorruptSlideError(series.url, "the list of instances (QIDO-RS) is not a JSON array")
         if not listed:
             metadata_future.cancel()
-            raise DICOMwebError(series.url, "the server has no instances of this series (no such study or series)",
-                                404)
+            raise DICOMwebNotFoundError(series.url, "the server has no instances of this series (no such study or "
+                                                    "series)", 404)
         if on_listed is not None:
             on_listed([_listed(item) for item in listed if _first_value(item, _SOP_INSTANCE_UID)])
         metadata = metadata_future.result()
