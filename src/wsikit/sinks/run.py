@@ -119,21 +119,24 @@ def write_range(part: SlidePart, start: int = 0, stop: int | None = None, slide:
     layout = stored_pixel_layout(slide)
     writer = with_masks(open_writer(job.folder, job.options, len(plan), layout, slide), plan, job.folder,
                         job.options.format)
-    todo = [(k, spec) for k, spec in zip(range(start, stop), plan[start:stop]) if not writer.has(k, spec)]
+    todo = _missing(plan, writer, start, stop)
     done = (stop - start) - len(todo)
     if progress is not None:
         progress(done)
+    positions = todo
     if writer.passthrough and todo:
-        left: list[int] = []
-        batches = [todo[k : k + NATIVE_BATCH] for k in range(0, len(todo), NATIVE_BATCH)]
-        for batch, rest_of_batch in zip(batches, ordered_map(writer.write_native, batches, job.read_workers)):
-            left += rest_of_batch
-            done += len(batch) - len(rest_of_batch)
+        positions = []
+        batches = (list(zip(todo[k : k + NATIVE_BATCH], plan.take(todo[k : k + NATIVE_BATCH])))
+                   for k in range(0, len(todo), NATIVE_BATCH))
+
+        def write_native(batch: list[tuple[int, TileSpec]]) -> tuple[int, list[int]]:
+            return len(batch), writer.write_native(batch)
+
+        for size, left in ordered_map(write_native, batches, job.read_workers):
+            positions += left
+            done += size - len(left)
             if progress is not None:
                 progress(done)
-        positions = left
-    else:
-        positions = [k for k, _ in todo]
     rest = plan.take(positions)
     tiles = slide.read_plan(rest, workers=job.read_workers)
 
@@ -197,6 +200,16 @@ def with_masks(writer: TileWriter, plan: Plan, folder: str, fmt: str) -> TileWri
     from ..annotations.outputs import with_masks as masked
 
     return masked(writer, plan, folder, fmt)
+
+
+def _missing(plan: Plan, writer: TileWriter, start: int, stop: int) -> list[int]:
+    """The positions in ``start``..``stop`` whose tiles ``writer`` does not hold (the plan's
+    TileSpecs made a block at a time, so that only positions are kept)."""
+    missing: list[int] = []
+    for first in range(start, stop, 4096):
+        last = min(stop, first + 4096)
+        missing += [k for k, spec in zip(range(first, last), plan[first:last]) if not writer.has(k, spec)]
+    return missing
 
 
 def _open(part: SlidePart) -> SlideBackend:
