@@ -91,12 +91,12 @@ def difference(slide, factor: float, count: int) -> tuple[float, int]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=None, help="timed turns (default 5; 2 with --quick)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed turns (default 3; 2 with --quick)")
     parser.add_argument("--quick", action="store_true", help="fewer turns and tiles")
     args = parser.parse_args(argv)
-    repeats = args.repeats or (2 if args.quick else 5)
-    limit = 300 if args.quick else 1000
-    slow_limit = 150 if args.quick else 361
+    repeats = args.repeats or (2 if args.quick else 3)
+    limit = 300 if args.quick else 600  # tiles of the 2x and 1.98 cases
+    slow_limit = 150 if args.quick else 361  # tiles at 3.96 (361: the whole plan)
 
     import wsikit
 

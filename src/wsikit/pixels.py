@@ -130,6 +130,22 @@ def _average_first_axis(data: np.ndarray, n_out: int, start: float = 0.0, stop: 
     return np.einsum("ks,ks...->k...", weights, np.take(data, pixels, axis=0))
 
 
+def _block_sums_uint8(image: np.ndarray, fi: int, fj: int) -> np.ndarray:
+    """Sums of fi x fj blocks of a uint8 (H, W, ...) image, as uint16 (at most 257 pixels a
+    block: no overflow). Rows are summed as whole contiguous rows; each block's columns are
+    one contiguous run of fj pixels in the row sums, added a pixel (all its samples) at a time,
+    which numpy runs several times faster than strided columns of single samples."""
+    H, W = image.shape[:2]
+    h, w = H // fi, W // fj
+    pixel = int(np.prod(image.shape[2:], dtype=np.int64))
+    rows = np.add.reduce(np.ascontiguousarray(image).reshape(h, fi, W * pixel), axis=1, dtype=np.uint16)
+    blocks = rows.reshape(h, w, fj * pixel)
+    sums = blocks[:, :, :pixel].copy()
+    for d in range(1, fj):
+        sums += blocks[:, :, d * pixel : (d + 1) * pixel]
+    return sums.reshape((h, w) + image.shape[2:])
+
+
 def resample_area(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Resize the first two axes of ``image`` to ``shape`` by exact area averaging.
 
@@ -146,14 +162,17 @@ def resample_area(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         fi, fj = H // h, W // w
         unsigned = np.issubdtype(image.dtype, np.unsignedinteger)
         total = np.uint32 if unsigned and image.dtype.itemsize <= 2 and fi * fj <= 65536 else np.int64
-        # Rows first, then columns: whole rows are added at a time (fast), and the column
-        # pass then works on an array fi times smaller.
-        rows = image[0::fi].astype(total)
-        for d in range(1, fi):
-            rows += image[d::fi]
-        sums = np.ascontiguousarray(rows[:, 0::fj])
-        for d in range(1, fj):
-            sums += rows[:, d::fj]
+        if image.dtype == np.uint8 and fi * fj <= 257:
+            sums = _block_sums_uint8(image, fi, fj)
+        else:
+            # Rows first, then columns: whole rows are added at a time (fast), and the column
+            # pass then works on an array fi times smaller.
+            rows = image[0::fi].astype(total)
+            for d in range(1, fi):
+                rows += image[d::fi]
+            sums = np.ascontiguousarray(rows[:, 0::fj])
+            for d in range(1, fj):
+                sums += rows[:, d::fj]
         # float32 holds 8-bit sums and their halves exactly; the mean of integers lies
         # between their extremes, so rounding it needs no clipping.
         exact32 = image.dtype.itemsize == 1 and fi * fj <= 65536
