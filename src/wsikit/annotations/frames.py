@@ -62,27 +62,34 @@ class TileFrames(NamedTuple):
         return first_at_least(self.read[tiles, 1], self.read[tiles, 3], self.shape[1], self.scale[1], x)
 
 
-def centre(start: np.ndarray | float, size: np.ndarray | float, n: int, scale: float, k: np.ndarray) -> np.ndarray:
-    """Level-0 coordinate of the centre of pixel ``k`` along one axis (see the module notes)."""
+def centre(start: np.ndarray | float, size: np.ndarray | float | None, n: int, scale: float,
+           k: np.ndarray) -> np.ndarray:
+    """Level-0 coordinate of the centre of pixel ``k`` along one axis (see the module notes);
+    ``size`` None means the read size is ``n`` (no resampling), the same value more cheaply."""
+    if size is None:
+        return (start + k + 0.5) * scale
     return (start + (k + 0.5) * size / n) * scale
 
 
-def first_at_least(start: np.ndarray, size: np.ndarray, n: int, scale: float, v: np.ndarray) -> np.ndarray:
+def first_at_least(start: np.ndarray | float, size: np.ndarray | float | None, n: int, scale: float,
+                   v: np.ndarray) -> np.ndarray:
     """The first pixel k in [0, n] whose centre (see :func:`centre`) is >= ``v`` (n when none)."""
     return first_at_least_and_ties(start, size, n, scale, v)[0]
 
 
-def first_at_least_and_ties(start: np.ndarray | float, size: np.ndarray | float, n: int, scale: float,
+def first_at_least_and_ties(start: np.ndarray | float, size: np.ndarray | float | None, n: int, scale: float,
                             v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(k, tie): :func:`first_at_least`, and where the centre of k is exactly ``v``.
 
     The centre formula solved for k is right except within rounding of a centre; only
     values that close are checked against :func:`centre` itself (computed the same way
     as everywhere), and stepped by one where rounding left them off."""
-    e = (v / scale - start) * n / size - 0.5
-    k = np.clip(np.ceil(e), 0, n).astype(np.int64)
+    e = v / scale - start - 0.5 if size is None else (v / scale - start) * n / size - 0.5
+    k = np.ceil(e)
+    d = k - e  # in [0, 1): near 0 or 1 when e is within rounding of an integer
+    near = np.flatnonzero((d < 1e-6) | (d > 1 - 1e-6))
+    k = np.clip(k, 0, n).astype(np.int64)
     tie = np.zeros(k.shape, dtype=bool)
-    near = np.flatnonzero(np.abs(e - np.rint(e)) < 1e-6)
     if len(near):
         s = start[near] if isinstance(start, np.ndarray) else start
         z = size[near] if isinstance(size, np.ndarray) else size

@@ -44,10 +44,15 @@ class PolygonRegion:
         self._tree: STRtree | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"geometry": self.geometry}  # the rest is rebuilt: it is derived, and an STRtree does not pickle
+        state = dict(self.__dict__)
+        state["_tree"] = None  # rebuilt on first use: an STRtree does not pickle
+        return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["geometry"])  # type: ignore[misc]
+        import shapely
+
+        self.__dict__.update(state)
+        shapely.prepare(self.geometry)
 
     @property
     def tree(self) -> STRtree:

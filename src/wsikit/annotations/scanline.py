@@ -27,18 +27,24 @@ if TYPE_CHECKING:
 
 
 def ring_edges(pieces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(edges, starts): (E, 4) float64 x0, y0, x1, y1 of every ring edge of every polygon in
-    ``pieces``, and (len(pieces) + 1,) offsets: piece k's edges are edges[starts[k]:starts[k+1]]."""
+    """(edges, starts): (E, 4) float64 of every ring edge of every polygon in ``pieces``,
+    as the scanline uses them: y_lo, y_hi (its span), x at y_lo, dx/dy (0 for a horizontal
+    edge); and (len(pieces) + 1,) offsets: piece k's edges are edges[starts[k]:starts[k+1]]."""
     import shapely
 
     parts, part_of = shapely.get_parts(pieces, return_index=True)
     rings, ring_of = shapely.get_rings(parts, return_index=True)
     coords, coord_of = shapely.get_coordinates(rings, return_index=True)
     same_ring = coord_of[:-1] == coord_of[1:]
-    edges = np.concatenate([coords[:-1], coords[1:]], axis=1)[same_ring]
+    (x0, y0), (x1, y1) = coords[:-1][same_ring].T, coords[1:][same_ring].T
+    down = y0 <= y1
+    y_lo, y_hi = np.where(down, y0, y1), np.where(down, y1, y0)
+    x_lo = np.where(down, x0, x1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slope = np.where(y0 == y1, 0.0, (x1 - x0) / (y1 - y0))
     owner = part_of[ring_of[coord_of[:-1][same_ring]]]  # the piece of each edge, ascending
     starts = np.searchsorted(owner, np.arange(len(pieces) + 1), side="left")
-    return np.ascontiguousarray(edges), starts.astype(np.int64)
+    return np.ascontiguousarray(np.stack([y_lo, y_hi, x_lo, slope], axis=1)), starts.astype(np.int64)
 
 
 def fill(edges: np.ndarray, starts: np.ndarray, pair_piece: np.ndarray, pair_slot: np.ndarray,
@@ -49,45 +55,47 @@ def fill(edges: np.ndarray, starts: np.ndarray, pair_piece: np.ndarray, pair_slo
     import shapely
 
     h, w = frames.shape
-    (si, sj), read, boxes = frames.scale, frames.read, frames.boxes()
+    (si, sj), read = frames.scale, frames.read
+    # Tiles read at their own size (level tiling) take the cheaper form of the centre formula.
+    row_size: np.ndarray | None = None if (read[:, 2] == h).all() else read[:, 2]
+    col_size: np.ndarray | None = None if (read[:, 3] == w).all() else read[:, 3]
+    top, bottom = read[:, 0] * si, (read[:, 0] + read[:, 2]) * si
     n_slots = len(slot_tile)
     counts = starts[pair_piece + 1] - starts[pair_piece]
     total = int(counts.sum())
-    first = np.repeat(starts[pair_piece] - (np.cumsum(counts) - counts), counts)
-    edge = edges[first + np.arange(total)]
+    index = np.repeat(starts[pair_piece] - (np.cumsum(counts) - counts), counts) + np.arange(total)
     slot = np.repeat(pair_slot, counts)
     tile = slot_tile[slot]
-    x0, y0, x1, y1 = edge[:, 0], edge[:, 1], edge[:, 2], edge[:, 3]
-    y_lo, y_hi = np.minimum(y0, y1), np.maximum(y0, y1)
+    y_lo, y_hi = edges[index, 0], edges[index, 1]
+    spans = (y_hi > top[tile]) & (y_lo < bottom[tile])  # edges that reach some of the tile's rows
     redo: list[np.ndarray] = []  # (slot, row) pairs recomputed exactly
 
-    flat = (y0 == y1) & (y0 > boxes[tile, 1]) & (y0 < boxes[tile, 3])
+    flat = spans & (y_lo == y_hi)
     if flat.any():  # a horizontal edge in the tile, perhaps exactly on a row of centres
         t = tile[flat]
-        rows, on = first_at_least_and_ties(read[t, 0], read[t, 2], h, si, y0[flat])
+        rows, on = first_at_least_and_ties(read[t, 0], None if row_size is None else row_size[t], h, si, y_lo[flat])
         if on.any():
             redo.append(np.stack([slot[flat][on], rows[on]], axis=1))
-    # Edges that span some of the tile's rows: the others cross none of its centre lines.
-    keep = (y_hi > boxes[tile, 1]) & (y_lo < boxes[tile, 3]) & (y0 != y1)
-    x0, y0, x1, y1, y_lo, y_hi, slot, tile = (a[keep] for a in (x0, y0, x1, y1, y_lo, y_hi, slot, tile))
-    row_start, row_size = read[tile, 0], read[tile, 2]
-    row_lo = first_at_least(row_start, row_size, h, si, y_lo)
-    row_hi = first_at_least(row_start, row_size, h, si, y_hi)
-    crossings = row_hi - row_lo
+    keep = np.flatnonzero(spans & (y_lo != y_hi))
+    index, slot, tile, y_lo, y_hi = index[keep], slot[keep], tile[keep], y_lo[keep], y_hi[keep]
+    row_start, sizes = read[tile, 0], None if row_size is None else row_size[tile]
+    row_lo = first_at_least(row_start, sizes, h, si, y_lo)
+    crossings = first_at_least(row_start, sizes, h, si, y_hi) - row_lo
     n = int(crossings.sum())
     of = np.repeat(np.arange(len(crossings)), crossings)
-    row = row_lo[of] + (np.arange(n) - np.repeat(np.cumsum(crossings) - crossings, crossings))
-    y = centre(row_start[of], row_size[of], h, si, row)
-    x = x0[of] + (y - y0[of]) * ((x1 - x0) / (y1 - y0))[of]
+    row = np.arange(n) - np.repeat(np.cumsum(crossings) - crossings - row_lo, crossings)
     t = tile[of]
-    col_start, col_size = read[t, 1], read[t, 3]
-    col, on = first_at_least_and_ties(col_start, col_size, w, sj, x)
+    y = centre(row_start[of], None if sizes is None else sizes[of], h, si, row)
+    e = edges[index[of]]
+    x = e[:, 2] + (y - e[:, 0]) * e[:, 3]
+    col, on = first_at_least_and_ties(read[t, 1], None if col_size is None else col_size[t], w, sj, x)
+    line = slot[of] * h + row
     if on.any():
-        redo.append(np.stack([slot[of][on], row[on]], axis=1))
+        redo.append(np.stack([line[on] // h, line[on] % h], axis=1))
 
     # Each edge's crossings come in ascending runs (rows go down): a merge sort of runs is quickest.
-    positions = np.sort((slot[of] * h + row) * w + col, kind="stable")
-    runs = np.diff(np.concatenate(([0], positions, [n_slots * h * w])))
+    positions = np.sort(line * w + col, kind="stable")
+    runs = np.diff(positions, prepend=0, append=n_slots * h * w)
     parity = (np.arange(len(runs)) & 1).astype(bool)
     masks = np.repeat(parity, runs).reshape(n_slots, h, w)
 
