@@ -181,3 +181,21 @@ def _read_in_child(slide: wsikit.SlideBackend, queue: Any) -> None:
     source._blocks.clear()
     slide._reader.cache.clear()
     queue.put(slide.extract_region((0, 0), (1024, 1536)))
+
+
+def test_a_small_byte_budget_still_reads_everything_in_coalesced_requests(remote_folder: Path, nginx: Any) -> None:
+    # 2 MB for the bytes on their way and not yet decoded, of a 3.8 MB file of 128 KB tile
+    # segments: the look-ahead announces more, which waits its turn and goes out as the
+    # decoders make room, in requests of several segments (never a request per segment).
+    path = local_slide(remote_folder, "planar.tif")
+    options = {"wsikit_cache_bytes": 2_000_000, "wsikit_request_bytes": 512 * 1024}
+    with wsikit.open_slide(path) as local, wsikit.open_slide(nginx.url + "planar.tif", storage_options=options) as remote:
+        source = remote._tiles.source  # type: ignore[attr-defined]
+        source._blocks.clear()
+        before = source.requests
+        tiles = list(remote.generate_tiles(128, normalize=False))
+        for a, b in zip(tiles, local.generate_tiles(128, normalize=False)):
+            np.testing.assert_array_equal(a.image, b.image)
+        assert source._tiles.total == 0 and not source._inflight and not source._deferred
+        native_segments = 3 * 3 * 4  # 3 sample planes of 3 x 4 native tiles
+        assert source.requests - before < native_segments / 2

@@ -8,9 +8,10 @@ reads a URL and hides the latency:
   of :data:`BLOCK` -sized blocks, fetched in one request per run of missing blocks;
 - :meth:`prefetch` is told which tile ranges come next (by the streaming engine's look-ahead,
   see :mod:`.prefetch`): neighbouring ranges are coalesced into requests of up to
-  ``wsikit_request_bytes``, up to ``wsikit_requests`` of them in flight (and at most half of
-  ``wsikit_cache_bytes`` on their way), and their bytes wait in a byte-bounded cache until
-  :meth:`read` takes them (once: the reader caches decoded tiles, not bytes);
+  ``wsikit_request_bytes``, up to ``wsikit_requests`` of them in flight, and their bytes wait
+  in a byte-bounded cache until :meth:`read` takes them (once: the reader caches decoded
+  tiles, not bytes); bytes on their way and waiting stay within ``wsikit_cache_bytes``,
+  further ranges wait their turn;
 - every request is retried with exponential backoff for 5xx answers, resets, stalls and bad
   bodies, within ``wsikit_timeout`` seconds in all; then a :class:`RemoteReadError` names the
   URL (shown without credentials) and the last problem. Bytes of a bad answer are never
@@ -26,7 +27,7 @@ import concurrent.futures
 import logging
 import os
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
@@ -202,6 +203,8 @@ class RemoteSource:
         self._blocks = _ByteCache(max(HEADER_BYTES, self.settings.cache_bytes // 4))
         self._inflight: dict[int, concurrent.futures.Future[None]] = {}
         self._inflight_bytes = 0
+        self._deferred: deque[tuple[int, int]] = deque()  # ranges announced, waiting for room
+        self._deferred_set: set[int] = set()  # their offsets (one read directly is dropped from here)
         self._pending_blocks: dict[int, concurrent.futures.Future[None]] = {}
         self._failed: dict[int, SlideError] = {}  # tile offset -> why its prefetch failed
         self._readahead = READAHEAD_BLOCKS
@@ -273,33 +276,52 @@ class RemoteSource:
 
     # -- tile bytes -----------------------------------------------------------------------
     def prefetch(self, ranges: Iterable[tuple[int, int]]) -> None:
-        """Fetch these ranges ahead, coalesced, without waiting (as far as the byte budget allows)."""
+        """Fetch these ranges ahead, coalesced, without waiting. Bytes on their way and not yet
+        read stay within ``wsikit_cache_bytes``: ranges beyond wait their turn, in order, and go
+        out as reads make room."""
         self._check_fork()
-        budget = self.settings.cache_bytes // 2
-        wanted: list[tuple[int, int]] = []
         with self._lock:
             for offset, count in ranges:
-                if count <= 0 or offset in self._inflight or self._tiles.get(offset) is not None:
+                if count <= 0 or offset in self._inflight or offset in self._deferred_set \
+                        or self._tiles.entries.get(offset) is not None:
                     continue
                 if all(self._blocks.entries.get(k) is not None
                        for k in range(offset // BLOCK, (offset + count - 1) // BLOCK + 1)):
                     continue  # fetched with the header
-                wanted.append((offset, count))
-            # With little on its way (a cold start), small runs first: decoding starts as soon as
-            # the first of them arrives, not when the largest request is complete.
-            ahead = self._inflight_bytes + self._tiles.total
-            runs = coalesce(wanted, self.settings.request_bytes, first_bytes=max(_FIRST_RUN_BYTES, ahead))
-            started = []
-            for start, end, members in runs:
-                if self._inflight_bytes + (end - start) > budget:
-                    break  # read when asked for
-                future: concurrent.futures.Future[None] = concurrent.futures.Future()
-                for offset, _ in members:
-                    self._inflight[offset] = future
-                self._inflight_bytes += end - start
-                started.append((start, end, members, future))
-        for start, end, members, future in started:
-            self._submit(self._fetch_run(start, end, members, future))
+                self._deferred.append((offset, count))
+                self._deferred_set.add(offset)
+            started = self._start_runs()
+        for run in started:
+            self._submit(self._fetch_run(*run))
+
+    def _start_runs(self) -> list[tuple[int, int, list[tuple[int, int]], concurrent.futures.Future[None]]]:
+        """Under the lock: runs of the waiting ranges, oldest first, as far as the room left
+        allows, and only once that room is worth a request (not a tile at a time)."""
+        budget = self.settings.cache_bytes
+        ahead = self._inflight_bytes + self._tiles.total
+        room = budget - ahead
+        if not self._deferred or room < min(self.settings.request_bytes, budget // 4) and ahead:
+            return []
+        taken: list[tuple[int, int]] = []
+        size = 0
+        while self._deferred and (size < room or not taken):
+            offset, count = self._deferred.popleft()
+            if offset not in self._deferred_set:
+                continue  # read directly meanwhile
+            self._deferred_set.discard(offset)
+            taken.append((offset, count))
+            size += count
+        # With little on its way (a cold start), small runs first: decoding starts as soon as
+        # the first of them arrives, not when the largest request is complete.
+        started = []
+        for start, end, members in coalesce(taken, self.settings.request_bytes,
+                                            first_bytes=max(_FIRST_RUN_BYTES, ahead)):
+            future: concurrent.futures.Future[None] = concurrent.futures.Future()
+            for offset, _ in members:
+                self._inflight[offset] = future
+            self._inflight_bytes += end - start
+            started.append((start, end, members, future))
+        return started
 
     async def _fetch_run(self, start: int, end: int, members: list[tuple[int, int]],
                          future: concurrent.futures.Future[None]) -> None:
@@ -343,6 +365,11 @@ class RemoteSource:
                 data = self._tiles.pop(offset)
                 future = None if data is not None else self._inflight.get(offset)
                 failed = self._failed.pop(offset, None) if data is None and future is None else None
+                started = self._start_runs() if data is not None and self._deferred else []
+                if data is None and future is None:
+                    self._deferred_set.discard(offset)  # about to be read directly: not again later
+            for run in started:
+                self._submit(self._fetch_run(*run))
             if failed is not None:
                 raise type(failed)(failed.path, failed.reason)
             if data is not None and len(data) >= count:
