@@ -199,3 +199,22 @@ def test_a_small_byte_budget_still_reads_everything_in_coalesced_requests(remote
         assert source._tiles.total == 0 and not source._inflight and not source._deferred
         native_segments = 3 * 3 * 4  # 3 sample planes of 3 x 4 native tiles
         assert source.requests - before < native_segments / 2
+
+
+@pytest.mark.parametrize("resampling", ["fast", "exact"])
+def test_tiles_at_a_physical_resolution_over_http_equal_local(resampling: str, remote_folder: Path,
+                                                              nginx: Any) -> None:
+    # 0.5 mpp from the 0.25 mpp level 0: "fast" decodes the JPEG tiles at half size (scaled
+    # grids keep the level's prefetch hook), "exact" area-averages full decodes.
+    path = local_slide(remote_folder, "sample.svs")
+    with wsikit.open_slide(path) as local, wsikit.open_slide(nginx.url + "sample.svs") as remote:
+        source = remote._tiles.source  # type: ignore[attr-defined]
+        source._blocks.clear()
+        before = source.requests
+        remote_tiles = list(remote.generate_tiles(128, mpp=0.5, resampling=resampling))
+        local_tiles = list(local.generate_tiles(128, mpp=0.5, resampling=resampling))
+        assert len(remote_tiles) == len(local_tiles) == 4 * 6
+        for a, b in zip(remote_tiles, local_tiles):
+            np.testing.assert_array_equal(a.image, b.image)
+        # Two coalesced runs, and for "fast" the native tile the scaled grid looks at when made.
+        assert source.requests - before <= 4
