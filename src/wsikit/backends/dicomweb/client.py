@@ -23,7 +23,7 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from ...remote.source import RemoteReadError
 from .multipart import BadAnswer, media_type
@@ -32,6 +32,8 @@ _T = TypeVar("_T")
 # Answers worth another try: the server is busy or failed for a moment.
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 _CHUNK = 1 << 20
+# Answers watched as they arrive are read in smaller pieces, so that their parts come sooner.
+_STREAM_CHUNK = 256 * 1024
 _BACKOFF_CAP = 4.0
 
 
@@ -64,6 +66,16 @@ class Answer:
     @property
     def content_type(self) -> str:
         return self.headers.get("content-type", "")
+
+
+class Progress(Protocol):
+    """Sees an answer's body while it arrives."""
+
+    def start(self, headers: Mapping[str, str]) -> None:
+        """A new answer (a first attempt, or a retry) begins, with these headers."""
+
+    def feed(self, chunk: bytes) -> None:
+        """The next bytes of its body; BadAnswer refuses the answer."""
 
 
 class _Retry(Exception):
@@ -110,11 +122,13 @@ class HTTPClient:
 
     # -- requests --------------------------------------------------------------------------
     def get(self, url: str, accept: str, check: Callable[[Answer], _T], what: str, *,
-            shown_url: str | None = None) -> _T:
+            shown_url: str | None = None, progress: Progress | None = None) -> _T:
         """GET ``url`` and return ``check(answer)``, retried as the module docstring says.
 
         ``what`` names the request in errors ("the series metadata", "32 frames from frame
         1"); errors name ``shown_url`` (a shorter form of a long URL), else ``url``.
+        ``progress`` sees the body of each 200 answer as it arrives (and may refuse it with
+        BadAnswer); ``check`` still judges the whole answer.
         """
         shown = shown_url or url
         deadline = time.monotonic() + self.timeout
@@ -128,7 +142,7 @@ class HTTPClient:
                 time.sleep(pause)
             attempts += 1
             try:
-                answer = self._once(url, accept, deadline)
+                answer = self._once(url, accept, deadline, progress)
                 if answer.status in RETRY_STATUSES:
                     raise _Retry(f"HTTP {answer.status}{self._detail(answer)}", answer.status)
                 if answer.status in (404, 410):
@@ -164,7 +178,7 @@ class HTTPClient:
 
         return self.get(url, "application/dicom+json", check, what)
 
-    def _once(self, url: str, accept: str, deadline: float) -> Answer:
+    def _once(self, url: str, accept: str, deadline: float, progress: Progress | None = None) -> Answer:
         import urllib3
 
         headers = dict(self._headers)
@@ -176,21 +190,33 @@ class HTTPClient:
                                           timeout=urllib3.Timeout(connect=left, read=left))
         except urllib3.exceptions.HTTPError as exc:
             raise _Retry(f"no answer ({_describe(exc)})") from None
+        headers_in = {k.lower(): v for k, v in response.headers.items()}
+        if response.status != 200:
+            progress = None
+        complete = False
         try:
+            if progress is not None:
+                progress.start(headers_in)
             chunks = []
             while True:
                 if time.monotonic() > deadline:
                     raise _Retry(f"the answer did not arrive within {self.timeout:g} s", response.status)
-                chunk = response.read(_CHUNK)
+                chunk = response.read(_STREAM_CHUNK if progress is not None else _CHUNK)
                 if not chunk:
                     break
                 chunks.append(chunk)
+                if progress is not None:
+                    progress.feed(chunk)
             body = b"".join(chunks)
+            complete = True
         except urllib3.exceptions.HTTPError as exc:
             raise _Retry(f"the answer was cut short ({_describe(exc)})", response.status) from None
+        except BadAnswer as exc:
+            raise _Retry(f"wrong answer: {exc}", response.status) from None
         finally:
+            if not complete:
+                response.close()  # a body left unread: the connection cannot serve another request
             response.release_conn()
-        headers_in = {k.lower(): v for k, v in response.headers.items()}
         expected = headers_in.get("content-length")
         if expected is not None and expected.isdigit() and int(expected) != len(body):
             raise _Retry(f"the answer was cut short: {len(body)} of {expected} bytes", response.status)
@@ -228,4 +254,4 @@ def _describe(exc: BaseException) -> str:
     return f"{type(inner).__name__}: {inner}"
 
 
-__all__ = ["RETRY_STATUSES", "Answer", "DICOMwebError", "DICOMwebNotFoundError", "HTTPClient"]
+__all__ = ["RETRY_STATUSES", "Answer", "DICOMwebError", "DICOMwebNotFoundError", "HTTPClient", "Progress"]

@@ -23,7 +23,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -33,7 +33,7 @@ from ...codestreams import J2K_START, JP2_SIGNATURE
 from ..dicom.codecs import HTJ2K, JPEG_2000, JPEG_LOSSLESS, JPEG_LOSSY, JPEG_LS, JPEG_XL, RLE
 from ..dicom.metadata import syntax_name
 from .client import Answer, DICOMwebError, HTTPClient
-from .multipart import BadAnswer, media_type, split_multipart
+from .multipart import BadAnswer, MultipartReader, Part, media_type, split_multipart
 
 FRAMES_ACCEPT = 'multipart/related; type="application/octet-stream"; transfer-syntax=*'
 # Before any frame has arrived, frames are taken to be this large (a 256-pixel JPEG).
@@ -85,7 +85,7 @@ class FrameStore:
         self._lock = threading.Lock()
         self._cache: OrderedDict[tuple[int, int], bytes] = OrderedDict()
         self._cached_bytes = 0
-        self._pending: dict[tuple[int, int], Future[dict[int, bytes]]] = {}
+        self._pending: dict[tuple[int, int], Future[bytes]] = {}
         self._executor = self._new_executor()
         self._seen_frames = 0
         self._seen_bytes = 0
@@ -127,9 +127,10 @@ class FrameStore:
                 return data
             future = self._pending.get(key)
             if future is None:
-                future = self._submit_locked(instance, [number])
+                self._submit_locked(instance, [number])
+                future = self._pending[key]
         try:
-            return future.result()[number]
+            return future.result()
         except CancelledError:
             raise DICOMwebError(self.instances[instance].url, "the slide was closed while its frames were being "
                                                               "fetched") from None
@@ -161,30 +162,43 @@ class FrameStore:
             if run:
                 self._submit_locked(run_instance, run)
 
-    def _submit_locked(self, instance: int, numbers: list[int]) -> Future[dict[int, bytes]]:
-        future = self._executor.submit(self._fetch, instance, numbers)
+    def _submit_locked(self, instance: int, numbers: list[int]) -> None:
+        futures: dict[int, Future[bytes]] = {}
         for number in numbers:
-            self._pending[(instance, number)] = future
+            futures[number] = self._pending[(instance, number)] = Future()
+        self._executor.submit(self._fetch, instance, numbers, futures)
         self.batches += 1
-        return future
 
-    def _fetch(self, instance: int, numbers: list[int]) -> dict[int, bytes]:
-        try:
-            frames = self.fetch_now(instance, numbers)
-        except BaseException:
-            with self._lock:  # not kept: a later read asks again
-                for number in numbers:
-                    self._pending.pop((instance, number), None)
-            raise
-        with self._lock:  # kept before no longer pending, so that no read asks for them twice
-            for number, data in frames.items():
+    def _fetch(self, instance: int, numbers: list[int], futures: dict[int, Future[bytes]]) -> None:
+        """Run on a request thread: each frame handed to its readers as soon as its part is in."""
+        def deliver(number: int, data: bytes) -> None:
+            future = futures[number]
+            if future.done():
+                return  # handed over already (a retry sends it again)
+            with self._lock:  # kept before no longer pending, so that no read asks for it twice
                 self._keep_locked((instance, number), data)
-            for number in numbers:
                 self._pending.pop((instance, number), None)
-        return frames
+            future.set_result(data)
 
-    def fetch_now(self, instance: int, numbers: list[int]) -> dict[int, bytes]:
-        """Fetch frames ``numbers`` of ``instance`` in one request, on this thread, checked."""
+        try:
+            frames = self.fetch_now(instance, numbers, deliver)
+        except BaseException as exc:
+            with self._lock:  # the frames not handed over are not kept: a later read asks again
+                for number in numbers:
+                    if self._pending.get((instance, number)) is futures[number]:
+                        del self._pending[(instance, number)]
+            for future in futures.values():
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for number in numbers:
+            deliver(number, frames[number])
+
+    def fetch_now(self, instance: int, numbers: list[int],
+                  deliver: Callable[[int, bytes], None] | None = None) -> dict[int, bytes]:
+        """Fetch frames ``numbers`` of ``instance`` in one request, on this thread, checked.
+        ``deliver(number, bytes)`` is given frames early, as their parts arrive, where each
+        part shows which frame it is (see :class:`_EarlyFrames`)."""
         target = self.instances[instance]
         url = f"{target.url}/frames/{','.join(str(n) for n in numbers)}"
         what = f"frame {numbers[0]}" if len(numbers) == 1 else f"{len(numbers)} frames from frame {numbers[0]}"
@@ -193,7 +207,8 @@ class FrameStore:
             return self._check_frames(target, numbers, answer)
 
         shown = f"{target.url}/frames/{numbers[0]}" + (f",...({len(numbers)} frames)" if len(numbers) > 1 else "")
-        frames = self.client.get(url, FRAMES_ACCEPT, check, what, shown_url=shown)
+        early = _EarlyFrames(target, numbers, deliver) if deliver is not None and len(numbers) > 1 else None
+        frames = self.client.get(url, FRAMES_ACCEPT, check, what, shown_url=shown, progress=early)
         with self._lock:
             self._seen_frames += len(frames)
             self._seen_bytes += sum(len(v) for v in frames.values())
@@ -207,24 +222,8 @@ class FrameStore:
         frames: dict[int, bytes] = {}
         syntax = target.transfer_syntax
         for number, part in zip(numbers, parts):
-            kind, params = media_type(part.content_type)
-            if kind.startswith(_NOT_FRAME_TYPES):
-                raise BadAnswer(f"frame {number} came as {kind}, not as image data")
-            declared = params.get("transfer-syntax")
-            if declared is not None and declared != "*":
-                if syntax is None:
-                    syntax = declared  # the first answer says how the frames are stored
-                elif declared != syntax:
-                    raise BadAnswer(f"frame {number} came in transfer syntax {declared}, the instance's frames are "
-                                    f"stored in {syntax}")
-            location = part.headers.get("content-location")
-            if location and location.rstrip("/").rsplit("/", 2)[-2:] != ["frames", str(number)]:
-                raise BadAnswer(f"the part for frame {number} is frame {location.rstrip('/').rsplit('/', 1)[-1]!r}")
-            if not part.data:
-                raise BadAnswer(f"frame {number} is empty")
-            expected = target.native_frame_bytes
-            if expected is not None and len(part.data) not in (expected, expected + 1):
-                raise BadAnswer(f"uncompressed frame {number} has {len(part.data)} bytes, not {expected}")
+            declared = _check_part(target, syntax, number, part)
+            syntax = syntax or declared  # the first answer says how the frames are stored
             frames[number] = part.data
         if syntax is not None:
             # Frames that do not start as the syntax says: most of them means the answer is not
@@ -261,6 +260,11 @@ class FrameStore:
         with self._lock:
             self._cache.clear()
             self._cached_bytes = 0
+            waiting = list(self._pending.values())
+            self._pending.clear()
+        for future in waiting:  # readers still waiting are told, not left hanging
+            if not future.done():
+                future.cancel()
         self.client.close()
 
     def after_fork(self) -> None:
@@ -269,6 +273,68 @@ class FrameStore:
         self._pending = {}
         self._executor = self._new_executor()
         self.client.renew()
+
+
+class _EarlyFrames:
+    """Hands frames over while their answer arrives: a part is handed over when it says which
+    frame it is (Content-Location), in the transfer syntax already known for the instance,
+    and passes every check of a part (its type, its size, its first bytes). The whole answer
+    is checked when complete all the same; frames it lacks are asked for again. An answer
+    whose parts do not say which frame they are is handed over only once complete."""
+
+    def __init__(self, target: RemoteInstance, numbers: list[int], deliver: Callable[[int, bytes], None]) -> None:
+        self.target, self.numbers, self.deliver = target, numbers, deliver
+        self.reader: MultipartReader | None = None
+        self.trusted = False
+
+    def start(self, headers: Mapping[str, str]) -> None:
+        self.reader = MultipartReader(headers.get("content-type", ""))
+        self.trusted = self.target.transfer_syntax is not None
+
+    def feed(self, chunk: bytes) -> None:
+        reader = self.reader
+        if reader is None:
+            return
+        first = reader.count
+        parts = reader.feed(chunk)
+        if not self.trusted:
+            return
+        syntax = self.target.transfer_syntax
+        assert syntax is not None  # trusted
+        for k, part in enumerate(parts, start=first):
+            if k >= len(self.numbers):
+                raise BadAnswer(f"more parts than the {len(self.numbers)} frames asked for")
+            number = self.numbers[k]
+            location = part.headers.get("content-location")
+            if not location:
+                self.trusted = False  # which frame a part is rests on order alone: wait for the whole answer
+                return
+            _check_part(self.target, syntax, number, part)
+            if looks_like(syntax, part.data):
+                self.deliver(number, part.data)
+
+
+def _check_part(target: RemoteInstance, syntax: str | None, number: int, part: Part) -> str | None:
+    """The transfer syntax a part declares (None: it says none); BadAnswer for a part that
+    is not the frame asked for, or not image data, or not of the instance's syntax or size."""
+    kind, params = media_type(part.content_type)
+    if kind.startswith(_NOT_FRAME_TYPES):
+        raise BadAnswer(f"frame {number} came as {kind}, not as image data")
+    declared = params.get("transfer-syntax")
+    if declared == "*":
+        declared = None
+    if declared is not None and syntax is not None and declared != syntax:
+        raise BadAnswer(f"frame {number} came in transfer syntax {declared}, the instance's frames are stored in "
+                        f"{syntax}")
+    location = part.headers.get("content-location")
+    if location and location.rstrip("/").rsplit("/", 2)[-2:] != ["frames", str(number)]:
+        raise BadAnswer(f"the part for frame {number} is frame {location.rstrip('/').rsplit('/', 1)[-1]!r}")
+    if not part.data:
+        raise BadAnswer(f"frame {number} is empty")
+    expected = target.native_frame_bytes
+    if expected is not None and len(part.data) not in (expected, expected + 1):
+        raise BadAnswer(f"uncompressed frame {number} has {len(part.data)} bytes, not {expected}")
+    return declared
 
 
 class ReadAhead:

@@ -6,6 +6,8 @@ where the next delimiter is, is refused with :class:`BadAnswer`: a wrong body is
 handed on as frame bytes. The parser is written here (not :mod:`email`, which copies and
 re-encodes binary bodies, and is slow on megabytes of frames) and uses each part's
 ``Content-Length`` when the server sends one, so that frame bytes are never searched.
+:class:`MultipartReader` takes the body in chunks as it arrives and gives each part as
+soon as it is complete.
 """
 from __future__ import annotations
 
@@ -41,47 +43,102 @@ def media_type(content_type: str) -> tuple[str, dict[str, str]]:
 
 
 def split_multipart(content_type: str, body: bytes) -> list[Part]:
-    """The parts of a multipart body whose Content-Type header is ``content_type``."""
-    kind, params = media_type(content_type)
-    if not kind.startswith("multipart/"):
-        raise BadAnswer(f"expected a multipart answer, got {kind or 'no Content-Type'} ({len(body)} bytes)")
-    boundary = params.get("boundary", "")
-    if not boundary:
-        raise BadAnswer("the multipart answer names no boundary")
-    delimiter = b"--" + boundary.encode("latin-1")
-    pos = body.find(delimiter)
-    if pos < 0 or (pos > 0 and body[pos - 2 : pos] != b"\r\n"):
-        raise BadAnswer("the multipart answer has no opening delimiter")
-    parts: list[Part] = []
-    next_delimiter = b"\r\n" + delimiter
-    while True:
-        pos += len(delimiter)
-        if body[pos : pos + 2] == b"--":
-            return parts  # the closing delimiter
-        line_end = body.find(b"\r\n", pos)
-        if line_end < 0:
-            raise BadAnswer(f"the multipart answer is cut short after {len(parts)} parts")
-        header_end = body.find(b"\r\n\r\n", line_end)
-        if header_end < 0:
-            raise BadAnswer(f"the multipart answer is cut short in the headers of part {len(parts) + 1}")
-        headers = _headers(body[line_end + 2 : header_end])
-        start = header_end + 4
-        length = headers.get("content-length")
-        if length is not None:
-            try:
-                size = int(length)
-            except ValueError:
-                raise BadAnswer(f"part {len(parts) + 1} has an invalid Content-Length {length!r}") from None
-            end = start + size
-            if size < 0 or body[end : end + len(next_delimiter)] != next_delimiter:
-                raise BadAnswer(f"part {len(parts) + 1} is cut short or malformed: its Content-Length of {size} "
-                                f"bytes does not end at a delimiter")
-        else:
-            end = body.find(next_delimiter, start)
-            if end < 0:
-                raise BadAnswer(f"the multipart answer is cut short in part {len(parts) + 1} (no closing delimiter)")
-        parts.append(Part(headers, body[start:end]))
-        pos = end + 2
+    """The parts of a whole multipart body whose Content-Type header is ``content_type``."""
+    reader = MultipartReader(content_type)
+    parts = reader.feed(body)
+    reader.finish()
+    return parts
+
+
+class MultipartReader:
+    """Parts of a multipart body that arrives in chunks: :meth:`feed` returns the parts each
+    chunk completes, :meth:`finish` checks that the body ended with its closing delimiter."""
+
+    def __init__(self, content_type: str) -> None:
+        kind, params = media_type(content_type)
+        if not kind.startswith("multipart/"):
+            raise BadAnswer(f"expected a multipart answer, got {kind or 'no Content-Type'}")
+        boundary = params.get("boundary", "")
+        if not boundary:
+            raise BadAnswer("the multipart answer names no boundary")
+        self._delimiter = b"--" + boundary.encode("latin-1")
+        self._next = b"\r\n" + self._delimiter  # a delimiter after a part's bytes
+        self._buffer = bytearray()
+        self._state = "preamble"  # then "delimiter" (the buffer starts with one), "body", "closed"
+        self._headers: dict[str, str] = {}
+        self._searched = 0  # bytes of a part's body already searched for the next delimiter
+        self.count = 0  # parts returned so far
+
+    @property
+    def closed(self) -> bool:
+        return self._state == "closed"
+
+    def feed(self, chunk: bytes) -> list[Part]:
+        """The parts that ``chunk`` completes (BadAnswer for a malformed body)."""
+        buffer = self._buffer
+        buffer += chunk
+        parts: list[Part] = []
+        while True:
+            if self._state == "preamble":
+                pos = buffer.find(self._delimiter)
+                if pos < 0:
+                    return parts
+                if pos > 0 and buffer[pos - 2 : pos] != b"\r\n":
+                    raise BadAnswer("the multipart answer has no opening delimiter")
+                del buffer[:pos]
+                self._state = "delimiter"
+            if self._state == "delimiter":
+                size = len(self._delimiter)
+                if len(buffer) < size + 2:
+                    return parts
+                if buffer[size : size + 2] == b"--":
+                    self._state = "closed"
+                    del buffer[:]
+                    return parts
+                header_end = buffer.find(b"\r\n\r\n", size)
+                if header_end < 0:
+                    if len(buffer) > 64 * 1024:
+                        raise BadAnswer(f"the headers of part {self.count + 1} do not end")
+                    return parts
+                line_end = buffer.find(b"\r\n", size)
+                self._headers = _headers(bytes(buffer[line_end + 2 : header_end]))
+                del buffer[: header_end + 4]
+                self._state, self._searched = "body", 0
+            if self._state == "body":
+                length = self._headers.get("content-length")
+                if length is not None:
+                    try:
+                        size = int(length)
+                    except ValueError:
+                        raise BadAnswer(f"part {self.count + 1} has an invalid Content-Length {length!r}") from None
+                    if size < 0:
+                        raise BadAnswer(f"part {self.count + 1} has an invalid Content-Length {length!r}")
+                    if len(buffer) < size + len(self._next):
+                        return parts
+                    if buffer[size : size + len(self._next)] != self._next:
+                        raise BadAnswer(f"part {self.count + 1} is cut short or malformed: its Content-Length of "
+                                        f"{size} bytes does not end at a delimiter")
+                    end = size
+                else:
+                    end = buffer.find(self._next, self._searched)
+                    if end < 0:
+                        self._searched = max(0, len(buffer) - len(self._next))
+                        return parts
+                parts.append(Part(self._headers, bytes(buffer[:end])))
+                self.count += 1
+                del buffer[: end + 2]
+                self._state = "delimiter"
+            if self._state == "closed":
+                return parts
+
+    def finish(self) -> None:
+        """BadAnswer unless the body ended with its closing delimiter."""
+        if self._state == "preamble":
+            raise BadAnswer("the multipart answer has no opening delimiter")
+        if self._state != "closed":
+            where = "in the headers of" if self._state == "delimiter" else "in"
+            raise BadAnswer(f"the multipart answer is cut short {where} part {self.count + 1} (no closing "
+                            "delimiter)")
 
 
 def _headers(block: bytes) -> dict[str, str]:
@@ -96,4 +153,4 @@ def _headers(block: bytes) -> dict[str, str]:
     return headers
 
 
-__all__ = ["BadAnswer", "Part", "media_type", "split_multipart"]
+__all__ = ["BadAnswer", "MultipartReader", "Part", "media_type", "split_multipart"]
