@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     from tests.servers.orthanc import OrthancServer, dicomweb_plugin, orthanc_path
 
     if orthanc_path() is None or dicomweb_plugin() is None:
-        print("- skipped: Orthanc with its DICOMweb plugin is not installed (Debian packages orthanc, orthanc-dicomweb)")
+        print("- skipped: Orthanc with its DICOMweb plugin is not installed "
+              "(Debian packages orthanc, orthanc-dicomweb)")
         return 0
     try:
         from tests.servers.latency_proxy import LatencyProxy
@@ -152,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {os.cpu_count()} CPU(s); load average {os.getloadavg()[0]:.1f}")
 
     ratio_local = remote_case.rate / local_case.rate
-    print(f"\n- goal DICOMweb >= 50% of local tiles/s: {ratio_local:.0%} -> {'met' if ratio_local >= 0.5 else 'NOT met'}")
+    verdict = "met" if ratio_local >= 0.5 else "NOT met"
+    print(f"\n- goal DICOMweb >= 50% of local tiles/s: {ratio_local:.0%} -> {verdict}")
     if wsidicom_case is not None:
         ratio = remote_case.rate / wsidicom_case.rate
         print(f"- goal DICOMweb >= 5x wsidicom's DICOMweb client (its faster way): {ratio:.1f}x -> "

@@ -17,7 +17,6 @@ import base64
 import glob
 import json
 import os
-import shutil
 import subprocess
 import tempfile
 import time
@@ -166,7 +165,8 @@ class OrthancServer:
         stored: dict[tuple[str, str], list[str]] = {}
         for path in files:
             data = Path(path).read_bytes()
-            status, answer = self.request("POST", "/instances", data, {"Expect": "", "Content-Type": "application/dicom"})
+            sent = {"Expect": "", "Content-Type": "application/dicom"}
+            status, answer = self.request("POST", "/instances", data, sent)
             if status != 200:
                 raise RuntimeError(f"Orthanc refused {path}: HTTP {status} {answer[:300]!r}")
             with warnings.catch_warnings():
@@ -182,10 +182,4 @@ class OrthancServer:
         return f"{root or self.dicomweb}/studies/{study}/series/{series}"
 
 
-def copy_files(files: Iterable[str | os.PathLike[str]], folder: str | os.PathLike[str]) -> list[str]:
-    """Copies of ``files`` in ``folder`` (a local series folder next to what was uploaded)."""
-    os.makedirs(folder, exist_ok=True)
-    return [shutil.copy(f, folder) for f in files]
-
-
-__all__ = ["OrthancServer", "copy_files", "dicomweb_plugin", "orthanc_path", "require_orthanc"]
+__all__ = ["OrthancServer", "dicomweb_plugin", "orthanc_path", "require_orthanc"]

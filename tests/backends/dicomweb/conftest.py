@@ -64,7 +64,7 @@ def write_series(folder: Path, name: str, **overrides: object) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrthancServer]:
+def orthanc() -> Iterator[OrthancServer]:
     require_orthanc()
     with OrthancServer() as server:
         yield server
