@@ -76,3 +76,21 @@ def test_a_fractional_box_equals_the_dense_weights_over_it():
     np.testing.assert_array_equal(resample_box(ints, (4, 6, 36, 46), (16, 20)), resample_area(ints[4:36, 6:46], (16, 20)))
     with pytest.raises(ValueError, match="not inside"):
         resample_box(image, (0, 0, 41, 10), (4, 4))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32, np.float32])
+def test_large_pictures_average_as_tiles_do(monkeypatch, dtype):
+    """Sparse products (tile-sized pictures) and the band-at-a-time path (larger ones) agree."""
+    import wsikit.pixels as pixels
+
+    rng = np.random.default_rng(11)
+    for _ in range(8):
+        H, W, h, w = (int(v) for v in rng.integers(3, 120, 4))
+        image = (rng.random((H, W, 3)) * 200).astype(dtype)
+        sparse = resample_area(image, (h, w))
+        box = (0.5, 1.25, H - 0.75, W - 0.5)
+        sparse_box = pixels.resample_box(image, box, (h, w))
+        monkeypatch.setattr(pixels, "SPARSE_VALUES", 0)
+        np.testing.assert_array_equal(resample_area(image, (h, w)), sparse)
+        np.testing.assert_array_equal(pixels.resample_box(image, box, (h, w)), sparse_box)
+        monkeypatch.setattr(pixels, "SPARSE_VALUES", 1 << 22)

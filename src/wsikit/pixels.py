@@ -1,6 +1,9 @@
 """Pixel-value helpers shared by the backends: dtype normalisation, display colour, resizing."""
 from __future__ import annotations
 
+from functools import lru_cache
+from typing import Any
+
 import numpy as np
 from numpy.typing import DTypeLike
 
@@ -122,12 +125,70 @@ def area_weights(n_in: int, n_out: int, start: float = 0.0, stop: float | None =
     return np.minimum(pixels, n_in - 1), weights  # past the edge the weight is 0
 
 
+#: images of at most this many values are averaged with sparse products (whose input is
+#: converted to float64 as a whole); larger ones a band of rows at a time
+SPARSE_VALUES = 1 << 22
+
+
 def _average_first_axis(data: np.ndarray, n_out: int, start: float = 0.0, stop: float | None = None) -> np.ndarray:
     """Area-average the first axis of ``data`` (from ``start`` to ``stop``) to ``n_out`` pixels, as float64."""
     pixels, weights = area_weights(data.shape[0], n_out, start, stop)
     # Gather each output pixel's band (n_out, span, ...) and sum it with its weights;
     # einsum without optimize is a plain C loop (no BLAS threads fighting the readers').
     return np.einsum("ks,ks...->k...", weights, np.take(data, pixels, axis=0))
+
+
+@lru_cache(maxsize=128)
+def _band_matrix(n_in: int, n_out: int, start: float, stop: float, samples: int, transposed: bool) -> Any:
+    """The (n_out * samples, n_in * samples) sparse matrix of :func:`area_weights`, each
+    weight repeated for the ``samples`` interleaved values of a pixel (CSR, float64), or
+    its transpose.
+
+    Tiles of one tiling share their sizes (and the few fractional starts of a scaled read),
+    so each matrix is built once and reused.
+    """
+    import scipy.sparse
+
+    pixels, weights = area_weights(n_in, n_out, start, stop)
+    span = pixels.shape[1]
+    rows = np.repeat(np.arange(n_out * samples, dtype=np.int64).reshape(n_out, samples), span, axis=1)
+    columns = (pixels[:, None, :] * samples + np.arange(samples)[None, :, None]).reshape(n_out * samples, span)
+    values = np.repeat(weights[:, None, :], samples, axis=1).reshape(n_out * samples, span)
+    matrix = scipy.sparse.csr_matrix((values.ravel(), (rows.ravel(), columns.ravel())),
+                                     shape=(n_out * samples, n_in * samples))
+    matrix.sum_duplicates()  # past the edge, band pixels repeat the last one with weight 0
+    return matrix.T.tocsr() if transposed else matrix
+
+
+def _average_area(image: np.ndarray, shape: tuple[int, int], box: tuple[float, float, float, float]) -> np.ndarray:
+    """Area-average ``box`` of ``image`` to ``shape``, in ``image``'s dtype (h, w, ...).
+
+    Both passes are products with the banded weight matrices (scipy's sparse products, plain
+    C loops over the few nonzero weights): rows first, over whole contiguous rows, then
+    columns, on the rows' result, every sample of a pixel with the same weights.
+    """
+    H, W = image.shape[:2]
+    h, w = shape
+    samples = int(np.prod(image.shape[2:], dtype=np.int64))
+    i0, j0, i1, j1 = box
+    dtype = image.dtype
+    if image.size > SPARSE_VALUES:  # large pictures (thumbnails): no float64 copy of the whole input
+        rows = _average_first_axis(image, h, i0, i1)
+        out = _average_first_axis(rows.swapaxes(0, 1), w, j0, j1).swapaxes(0, 1)
+        if np.issubdtype(dtype, np.integer):
+            info = np.iinfo(dtype)
+            out = np.clip(np.rint(out), info.min, info.max)
+        return out.astype(dtype, order="C")
+    rows = _band_matrix(H, h, float(i0), float(i1), 1, False) @ np.ascontiguousarray(image).reshape(H, W * samples)
+    out = np.asarray(rows @ _band_matrix(W, w, float(j0), float(j1), samples, True))  # (h, w * samples), float64
+    if np.issubdtype(dtype, np.integer):
+        np.rint(out, out=out)  # half to even
+        if dtype.itemsize > 1:
+            # Means lie between their inputs; only float error at the ends of a wide type can
+            # leave the range (1-byte values are far from float64's limits).
+            info = np.iinfo(dtype)
+            np.clip(out, info.min, info.max, out=out)
+    return out.astype(dtype, order="C").reshape((h, w) + image.shape[2:])
 
 
 def _block_sums_uint8(image: np.ndarray, fi: int, fj: int) -> np.ndarray:
@@ -177,12 +238,7 @@ def resample_area(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         # between their extremes, so rounding it needs no clipping.
         exact32 = image.dtype.itemsize == 1 and fi * fj <= 65536
         return np.rint(np.divide(sums, fi * fj, dtype=np.float32 if exact32 else np.float64)).astype(image.dtype)
-    rows = _average_first_axis(image, h)  # (h, W, ...)
-    out = _average_first_axis(rows.swapaxes(0, 1), w).swapaxes(0, 1)  # (h, w, ...)
-    if np.issubdtype(image.dtype, np.integer):
-        info = np.iinfo(image.dtype)
-        out = np.clip(np.rint(out), info.min, info.max)
-    return out.astype(image.dtype, order="C")
+    return _average_area(image, shape, (0, 0, H, W))
 
 
 def resample_box(image: np.ndarray, box: tuple[float, float, float, float], shape: tuple[int, int]) -> np.ndarray:
@@ -196,10 +252,4 @@ def resample_box(image: np.ndarray, box: tuple[float, float, float, float], shap
         raise ValueError(f"box {box} is not inside an image of {image.shape[:2]} pixels")
     if float(i0).is_integer() and float(j0).is_integer() and float(i1).is_integer() and float(j1).is_integer():
         return resample_area(image[int(i0) : int(i1), int(j0) : int(j1)], shape)
-    h, w = shape
-    rows = _average_first_axis(image, h, i0, i1)
-    out = _average_first_axis(rows.swapaxes(0, 1), w, j0, j1).swapaxes(0, 1)
-    if np.issubdtype(image.dtype, np.integer):
-        info = np.iinfo(image.dtype)
-        out = np.clip(np.rint(out), info.min, info.max)
-    return out.astype(image.dtype, order="C")
+    return _average_area(image, shape, box)
