@@ -179,7 +179,11 @@ class RemoteSource:
         self._fetcher: RangeFetcher | None = None
         self._reset()
         self.size = -1
-        head = self._run(self._fetch(0, HEADER_BYTES, known_size=False), "the file's first bytes")
+        try:
+            head = self._run(self._fetch(0, HEADER_BYTES, known_size=False), "the file's first bytes")
+        except BaseException:
+            self.close()  # the connections opened for the failed request
+            raise
         with self._lock:
             for k in range(0, len(head), BLOCK):
                 self._blocks.put(k // BLOCK, head[k : k + BLOCK])
