@@ -258,7 +258,7 @@ def _read_image(path: str) -> np.ndarray:
     from PIL import Image
 
     with Image.open(path) as im:
-        array = np.asarray(im)
+        array = np.array(im)  # a writable copy (Pillow's buffer is read-only; torch warns on those)
     return array[:, :, None] if array.ndim == 2 else array
 
 
