@@ -152,7 +152,7 @@ def dask_scaling(svs: Path, work: Path, repeats: int) -> list[tuple[str, int, fl
     """(workload, workers, seconds) on a cluster already running, and in-process (workers 0)."""
     import logging
 
-    from distributed import Client, LocalCluster
+    from distributed import LocalCluster
 
     from wsikit.distributed import run_jobs
     from wsikit.sinks import SlideJob, TileOptions, assign_folders
@@ -285,8 +285,8 @@ def _run(svs: Path, work: Path, repeats: int, quick: bool) -> int:
         rate = tiles / max(command.wall - startup, 1e-3)
         rates[command.name] = rate
         per_file = tiles / command.files if command.files else float("nan")
-        print(f"| {command.name} | {command.wall:.2f} | {rate:,.0f} | {rate / reader:.2f}x | {command.bytes / 1e6:,.0f} "
-              f"| {command.files:,} | {per_file:,.0f} | {command.note} |")
+        print(f"| {command.name} | {command.wall:.2f} | {rate:,.0f} | {rate / reader:.2f}x "
+              f"| {command.bytes / 1e6:,.0f} | {command.files:,} | {per_file:,.0f} | {command.note} |")
 
     passthrough_command = next(c for c in commands if c.name == "tile, jpeg (passthrough)")
     files_rate = statistics.median(file_creation_rate(work, tiles, passthrough_command.bytes // tiles)

@@ -30,9 +30,10 @@ the SHA-1 of the slide's absolute path>``. Names never contain a path separator 
 with a dot, and a folder that would resolve outside OUT (a symbolic link) is refused.
 
 Crash safety: every file (a tile image, a shard of tiles) is written to a temporary name
-and renamed into place, so a file is either whole or absent; ``tiles.csv`` is written last, so its presence means the slide
-is complete. A rerun skips complete slides and finishes incomplete ones, writing only the
-missing tiles; the result is byte for byte what an uninterrupted run writes. Results are
+and renamed into place, so a file is either whole or absent; ``tiles.csv`` is written
+last, so its presence means the slide is complete. A rerun skips complete slides and
+finishes incomplete ones, writing only the missing tiles (whole shards for Zarr); the
+result is byte for byte what an uninterrupted run writes. Results are
 only replaced with ``overwrite=True``.
 
 Modules: :mod:`~wsikit.sinks.jobs` (options, jobs, results), :mod:`~wsikit.sinks.layout`
