@@ -403,3 +403,21 @@ def test_tiles_of_a_plan_and_of_its_list_are_the_same(svs):
     with pytest.raises(TypeError, match="coords"):
         bad = [wsikit.TileSpec((0.5, 0), 0, (0, 0), (8, 8), (8, 8), (0, 0))]
         list(slide.read_plan(bad))
+
+
+def test_a_failing_iterable_of_locations_gives_the_regions_before_it(svs):
+    """Counting uses ahead pulls locations early; the regions before a failure still come first."""
+    path, levels = svs
+
+    def locations():
+        for k in range(40):
+            yield (k, 2 * k)
+        raise RuntimeError("the caller's generator broke")
+
+    with wsikit.open_slide(path) as slide:
+        got = []
+        with pytest.raises(RuntimeError, match="generator broke"):
+            for region in slide.read_regions(locations(), 16, workers=2):
+                got.append(region)
+        assert len(got) == 40
+        np.testing.assert_array_equal(got[-1], levels[0][39:55, 78:94])

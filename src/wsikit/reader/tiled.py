@@ -190,7 +190,15 @@ class TiledReader:
             pool = None if inline else WorkerPool(workers - 1)
             limit = 1 if inline else lookahead
             size = 1
-            for item in iterator:
+            failure: Exception | None = None  # raised by the items' own iterator
+            while True:
+                try:
+                    item = next(iterator)
+                except StopIteration:
+                    break
+                except Exception as exc:  # the regions before it are read first, then it is raised
+                    failure = exc
+                    break
                 try:
                     region = self._start(item, box_of(item), finish, uses, signal, batch)
                 except Exception as exc:  # handed back in order, like a failed read
@@ -221,6 +229,8 @@ class TiledReader:
                     self._wait(window, signal, cast(int, limit) // 2)
                 region = window.popleft()
                 yield region.item, region.value, region.error
+            if failure is not None:
+                raise failure
         finally:
             window.clear()
             if batch and pool is not None:

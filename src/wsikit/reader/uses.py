@@ -141,7 +141,18 @@ def counted_ahead(requests: Iterable[_Item], box_of: Callable[[_Item], tuple[Til
     stream reads it. A request whose box cannot be had is passed on uncounted (the stream
     reports it at its turn)."""
     ahead: deque[_Item] = deque()
-    for request in requests:
+    iterator = iter(requests)
+    while True:
+        try:
+            request = next(iterator)
+        except StopIteration:
+            break
+        except Exception:
+            # The caller's iterable failed: the requests before it are read first, as
+            # without counting ahead, then its error is raised.
+            while ahead:
+                yield ahead.popleft()
+            raise
         try:
             window.add(box_of(request))
         except Exception:
