@@ -55,7 +55,7 @@ from .url import SeriesURL, is_dicomweb_url, parse_series_url
 _ASSOCIATED_NAMES = {"THUMBNAIL": "thumbnail", "LABEL": "label", "OVERVIEW": "macro"}
 # At most this many requests for frames in flight at once (whatever wsikit_requests says):
 # DICOMweb servers cut frames out of instances, and their cost is per request.
-_MAX_FRAME_REQUESTS = 3
+_MAX_FRAME_REQUESTS = 4
 # The first frames of each instance fetched while opening, when the server does not say how they
 # are stored (the answer says): what a read from the start needs first.
 _PROBED_FRAMES = 32

@@ -45,6 +45,8 @@ _MAX_BATCH = 2048
 # Characters of frame numbers in one request's URL at most (``3,4,5,...``): request lines past 8 KiB are
 # refused by common servers (Orthanc answers 400 "Malformed message" near 16 KiB).
 _MAX_FRAME_LIST = 7000
+# Batches are not split below this many frames to keep every request thread busy.
+_SMALLEST_SPLIT = 128
 # Seconds after a reader announced cells during which reads are not guessed at.
 _ANNOUNCED_FOR = 2.0
 _NOT_FRAME_TYPES = ("text/", "application/json", "application/dicom+json", "application/dicom+xml")
@@ -142,25 +144,33 @@ class FrameStore:
         arrives, and decoding starts, before the large batches behind it are served.
 
         A batch is at most ``request_bytes`` of frames (estimated), and its URL at most
-        :data:`_MAX_FRAME_LIST` characters of frame numbers (servers refuse longer URLs).
+        :data:`_MAX_FRAME_LIST` characters of frame numbers (servers refuse longer URLs); the
+        frames of one call are split into batches of even size, at least one per request
+        thread, so that they are all in flight at once and none lags behind the others.
         """
         batch = self.batch_frames()
         with self._lock:
             wanted = [key for key in frames if key not in self._cache and key not in self._pending]
-            size = min(batch, _FIRST_WINDOW) if ramp and wanted and wanted[0] == frames[0] else batch
-            run: list[int] = []
-            run_instance, run_chars = -1, 0
+            if not wanted:
+                return
+            if ramp and wanted[0] == frames[0] and len(wanted) > _FIRST_WINDOW:
+                first = [n for _, n in wanted[:_FIRST_WINDOW] if _ == wanted[0][0]]
+                self._submit_locked(wanted[0][0], first)
+                wanted = wanted[len(first):]
+            runs: list[tuple[int, list[int]]] = []
             for instance, number in wanted:
-                chars = len(str(number)) + 1
-                if instance != run_instance or len(run) >= size or run_chars + chars > _MAX_FRAME_LIST:
-                    if run:
-                        self._submit_locked(run_instance, run)
-                        size = batch
-                    run, run_instance, run_chars = [], instance, 0
-                run.append(number)
-                run_chars += chars
-            if run:
-                self._submit_locked(run_instance, run)
+                if not runs or runs[-1][0] != instance:
+                    runs.append((instance, []))
+                runs[-1][1].append(number)
+            for instance, numbers in runs:
+                count = len(numbers)
+                chars = sum(len(str(n)) + 1 for n in numbers)
+                needed = max(-(-count // batch), -(-chars // _MAX_FRAME_LIST))  # the fewest batches allowed
+                rounds = -(-needed // self.requests)  # every request thread busy in each round
+                parts = min(rounds * self.requests, max(needed, count // _SMALLEST_SPLIT))
+                size = -(-count // parts)
+                for start in range(0, count, size):
+                    self._submit_locked(instance, numbers[start : start + size])
 
     def _submit_locked(self, instance: int, numbers: list[int]) -> None:
         futures: dict[int, Future[bytes]] = {}
@@ -203,11 +213,13 @@ class FrameStore:
         url = f"{target.url}/frames/{','.join(str(n) for n in numbers)}"
         what = f"frame {numbers[0]}" if len(numbers) == 1 else f"{len(numbers)} frames from frame {numbers[0]}"
 
+        early = _EarlyFrames(target, numbers, deliver) if deliver is not None and len(numbers) > 1 else None
+
         def check(answer: Answer) -> dict[int, bytes]:
-            return self._check_frames(target, numbers, answer)
+            parsed = early.parts if early is not None and early.reader is not None and early.reader.closed else None
+            return self._check_frames(target, numbers, answer, parsed)
 
         shown = f"{target.url}/frames/{numbers[0]}" + (f",...({len(numbers)} frames)" if len(numbers) > 1 else "")
-        early = _EarlyFrames(target, numbers, deliver) if deliver is not None and len(numbers) > 1 else None
         frames = self.client.get(url, FRAMES_ACCEPT, check, what, shown_url=shown, progress=early)
         with self._lock:
             self._seen_frames += len(frames)
@@ -215,8 +227,12 @@ class FrameStore:
         return frames
 
     @staticmethod
-    def _check_frames(target: RemoteInstance, numbers: list[int], answer: Answer) -> dict[int, bytes]:
-        parts = split_multipart(answer.content_type, answer.body)
+    def _check_frames(target: RemoteInstance, numbers: list[int], answer: Answer,
+                      parts: list[Part] | None = None) -> dict[int, bytes]:
+        """The frames of a whole answer, every check made (``parts``: the answer's parts, when
+        they were parsed while it arrived)."""
+        if parts is None:
+            parts = split_multipart(answer.content_type, answer.body)
         if len(parts) != len(numbers):
             raise BadAnswer(f"{len(parts)} parts for the {len(numbers)} frames asked for")
         frames: dict[int, bytes] = {}
@@ -286,10 +302,12 @@ class _EarlyFrames:
         self.target, self.numbers, self.deliver = target, numbers, deliver
         self.reader: MultipartReader | None = None
         self.trusted = False
+        self.parts: list[Part] = []  # every part of the answer so far
 
     def start(self, headers: Mapping[str, str]) -> None:
         self.reader = MultipartReader(headers.get("content-type", ""))
         self.trusted = self.target.transfer_syntax is not None
+        self.parts = []
 
     def feed(self, chunk: bytes) -> None:
         reader = self.reader
@@ -297,6 +315,7 @@ class _EarlyFrames:
             return
         first = reader.count
         parts = reader.feed(chunk)
+        self.parts += parts
         if not self.trusted:
             return
         syntax = self.target.transfer_syntax

@@ -78,58 +78,64 @@ class MultipartReader:
         buffer = self._buffer
         buffer += chunk
         parts: list[Part] = []
-        while True:
-            if self._state == "preamble":
-                pos = buffer.find(self._delimiter)
-                if pos < 0:
+        pos = 0  # where the unread bytes start; the buffer is cut once, at the end
+        try:
+            while True:
+                if self._state == "preamble":
+                    found = buffer.find(self._delimiter, pos)
+                    if found < 0:
+                        return parts
+                    if found > 0 and buffer[found - 2 : found] != b"\r\n":
+                        raise BadAnswer("the multipart answer has no opening delimiter")
+                    pos = found
+                    self._state = "delimiter"
+                if self._state == "delimiter":
+                    size = len(self._delimiter)
+                    if len(buffer) - pos < size + 2:
+                        return parts
+                    if buffer[pos + size : pos + size + 2] == b"--":
+                        self._state = "closed"
+                        pos = len(buffer)
+                        return parts
+                    header_end = buffer.find(b"\r\n\r\n", pos + size)
+                    if header_end < 0:
+                        if len(buffer) - pos > 64 * 1024:
+                            raise BadAnswer(f"the headers of part {self.count + 1} do not end")
+                        return parts
+                    line_end = buffer.find(b"\r\n", pos + size)
+                    self._headers = _headers(bytes(buffer[line_end + 2 : header_end]))
+                    pos = header_end + 4
+                    self._state, self._searched = "body", pos
+                if self._state == "body":
+                    length = self._headers.get("content-length")
+                    if length is not None:
+                        try:
+                            size = int(length)
+                        except ValueError:
+                            raise BadAnswer(f"part {self.count + 1} has an invalid Content-Length {length!r}") from None
+                        if size < 0:
+                            raise BadAnswer(f"part {self.count + 1} has an invalid Content-Length {length!r}")
+                        if len(buffer) - pos < size + len(self._next):
+                            return parts
+                        if buffer[pos + size : pos + size + len(self._next)] != self._next:
+                            raise BadAnswer(f"part {self.count + 1} is cut short or malformed: its Content-Length "
+                                            f"of {size} bytes does not end at a delimiter")
+                        end = pos + size
+                    else:
+                        end = buffer.find(self._next, max(pos, self._searched))
+                        if end < 0:
+                            self._searched = max(pos, len(buffer) - len(self._next))
+                            return parts
+                    parts.append(Part(self._headers, bytes(buffer[pos:end])))
+                    self.count += 1
+                    pos = end + 2
+                    self._state = "delimiter"
+                if self._state == "closed":
                     return parts
-                if pos > 0 and buffer[pos - 2 : pos] != b"\r\n":
-                    raise BadAnswer("the multipart answer has no opening delimiter")
+        finally:
+            if pos:
                 del buffer[:pos]
-                self._state = "delimiter"
-            if self._state == "delimiter":
-                size = len(self._delimiter)
-                if len(buffer) < size + 2:
-                    return parts
-                if buffer[size : size + 2] == b"--":
-                    self._state = "closed"
-                    del buffer[:]
-                    return parts
-                header_end = buffer.find(b"\r\n\r\n", size)
-                if header_end < 0:
-                    if len(buffer) > 64 * 1024:
-                        raise BadAnswer(f"the headers of part {self.count + 1} do not end")
-                    return parts
-                line_end = buffer.find(b"\r\n", size)
-                self._headers = _headers(bytes(buffer[line_end + 2 : header_end]))
-                del buffer[: header_end + 4]
-                self._state, self._searched = "body", 0
-            if self._state == "body":
-                length = self._headers.get("content-length")
-                if length is not None:
-                    try:
-                        size = int(length)
-                    except ValueError:
-                        raise BadAnswer(f"part {self.count + 1} has an invalid Content-Length {length!r}") from None
-                    if size < 0:
-                        raise BadAnswer(f"part {self.count + 1} has an invalid Content-Length {length!r}")
-                    if len(buffer) < size + len(self._next):
-                        return parts
-                    if buffer[size : size + len(self._next)] != self._next:
-                        raise BadAnswer(f"part {self.count + 1} is cut short or malformed: its Content-Length of "
-                                        f"{size} bytes does not end at a delimiter")
-                    end = size
-                else:
-                    end = buffer.find(self._next, self._searched)
-                    if end < 0:
-                        self._searched = max(0, len(buffer) - len(self._next))
-                        return parts
-                parts.append(Part(self._headers, bytes(buffer[:end])))
-                self.count += 1
-                del buffer[: end + 2]
-                self._state = "delimiter"
-            if self._state == "closed":
-                return parts
+                self._searched = max(0, self._searched - pos)
 
     def finish(self) -> None:
         """BadAnswer unless the body ended with its closing delimiter."""
