@@ -8,9 +8,10 @@ centre (even-odd rule; the region's pieces do not overlap, so even-odd is the un
 
 All rows of all tiles of a block are done together: each crossing becomes a toggle at a
 position of the flattened (tiles, h, w) output, and the output is the parity of the
-toggles before each position, made by one ``np.repeat`` of alternating runs. A crossing
-right of the tile toggles at the start of the next row; as every row has an even number of
-crossings, that restores the parity there. Where a crossing falls exactly on a pixel
+toggles before each position, made by one ``np.repeat`` of alternating runs. Crossings
+left of the tile's pixels toggle at column 0 (an edge wholly left of the tile only flips
+its rows' starting parity, through a difference array); crossings right of them are not
+made: a row whose toggles are odd gets one more at its end. Where a crossing falls exactly on a pixel
 centre, or a horizontal edge exactly on a row of centres (points on the boundary, which
 floating point cannot place by parity), the row is redone with ``shapely.contains_xy``.
 """
@@ -81,20 +82,48 @@ def fill(edges: np.ndarray, starts: np.ndarray, pair_piece: np.ndarray, pair_slo
     row_start, sizes = read[tile, 0], None if row_size is None else row_size[tile]
     row_lo = first_at_least(row_start, sizes, h, si, y_lo)
     crossings = first_at_least(row_start, sizes, h, si, y_hi) - row_lo
+    line_lo = slot * h + row_lo  # rows of all slots, flattened
+
+    # An edge wholly left of the tile's first column of centres toggles each of its rows at
+    # column 0, one wholly right of the last toggles none inside: neither needs its crossings,
+    # only (left) which rows it flips. The margin keeps rounding out of that judgement.
+    e = edges[index]
+    x_far = e[:, 2] + (y_hi - y_lo) * e[:, 3]
+    x_min, x_max = np.minimum(e[:, 2], x_far), np.maximum(e[:, 2], x_far)
+    col_start, col_sizes = read[tile, 1], None if col_size is None else col_size[tile]
+    first_x = centre(col_start, col_sizes, w, sj, np.zeros(1))
+    last_x = centre(col_start, col_sizes, w, sj, np.full(1, w - 1))
+    left = x_max < first_x - 1e-6 * (1 + np.abs(first_x))
+    middle = np.flatnonzero(~left & (x_min <= last_x + 1e-6 * (1 + np.abs(last_x))) & (crossings > 0))
+    flips = np.bincount(np.concatenate([line_lo[left], line_lo[left] + crossings[left]]),
+                        minlength=n_slots * h + 1)[:n_slots * h]
+    left_parity = (np.cumsum(flips) & 1).astype(bool)  # per row: odd crossings left of the tile
+
+    crossings, row_lo, line_lo = crossings[middle], row_lo[middle], line_lo[middle]
+    index, tile, row_start = index[middle], tile[middle], row_start[middle]
+    sizes = None if sizes is None else sizes[middle]
     n = int(crossings.sum())
     of = np.repeat(np.arange(len(crossings)), crossings)
-    row = np.arange(n) - np.repeat(np.cumsum(crossings) - crossings - row_lo, crossings)
+    step = np.arange(n) - np.repeat(np.cumsum(crossings) - crossings, crossings)  # row within the edge
+    row = row_lo[of] + step
     t = tile[of]
     y = centre(row_start[of], None if sizes is None else sizes[of], h, si, row)
     e = edges[index[of]]
     x = e[:, 2] + (y - e[:, 0]) * e[:, 3]
     col, on = first_at_least_and_ties(read[t, 1], None if col_size is None else col_size[t], w, sj, x)
-    line = slot[of] * h + row
+    line = line_lo[of] + step
     if on.any():
         redo.append(np.stack([line[on] // h, line[on] % h], axis=1))
 
+    # Toggles inside the rows; a row left odd is reset at its end, so that parity does not
+    # run on into the next row (crossings right of the tile were never made).
+    inside = col < w
+    line, col = line[inside], col[inside]
+    odd = (np.bincount(line, minlength=n_slots * h) & 1).astype(bool) ^ left_parity
+    starts_odd = np.flatnonzero(left_parity) * w
+    resets = (np.flatnonzero(odd) + 1) * w
     # Each edge's crossings come in ascending runs (rows go down): a merge sort of runs is quickest.
-    positions = np.sort(line * w + col, kind="stable")
+    positions = np.sort(np.concatenate([line * w + col, starts_odd, resets]), kind="stable")
     runs = np.diff(positions, prepend=0, append=n_slots * h * w)
     parity = (np.arange(len(runs)) & 1).astype(bool)
     masks = np.repeat(parity, runs).reshape(n_slots, h, w)
