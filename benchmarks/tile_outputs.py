@@ -148,11 +148,18 @@ def file_creation_rate(work: Path, count: int, size: int) -> float:
     return rate
 
 
-def dask_scaling(svs: Path, work: Path, repeats: int) -> list[tuple[str, int, float]]:
-    """(workload, workers, seconds) on a cluster already running, and in-process (workers 0)."""
+def dask_scaling(svs: Path, work: Path, repeats: int) -> dict[tuple[str, int], tuple[float, float]]:
+    """{(workload, workers): (seconds, CPU seconds)} on a cluster already running (workers 1
+    or 2; CPU of the workers and of this process, which runs the scheduler) and in-process
+    (workers 0), each cluster run right after an in-process run of the same workload.
+
+    CPU seconds tell the two paths' cost apart from the machine's load: on a shared machine
+    a process of four threads gets more of the CPU than two processes of one thread each.
+    """
     import logging
 
-    from distributed import LocalCluster
+    import psutil
+    from distributed import Client, LocalCluster
 
     from wsikit.distributed import run_jobs
     from wsikit.sinks import SlideJob, TileOptions, assign_folders
@@ -168,30 +175,37 @@ def dask_scaling(svs: Path, work: Path, repeats: int) -> list[tuple[str, int, fl
     workloads = {"1 slide": [str(svs)], "3 slides": copies}
     options = TileOptions(shape=256)
 
-    def timed(paths: list[str], **how) -> float:
+    def cpu(pids: list[int]) -> float:
+        return sum(sum(psutil.Process(pid).cpu_times()[:2]) for pid in pids)
+
+    def timed(paths: list[str], pids: list[int], **how) -> tuple[float, float]:
         out = work / "dask-out"
         shutil.rmtree(out, ignore_errors=True)
         jobs = [SlideJob(p, f, options) for p, f in zip(paths, assign_folders(paths, out))]
+        used = cpu(pids)
         start = time.perf_counter()
         results = run_jobs(jobs, progress=False, **how)
         seconds = time.perf_counter() - start
+        used = cpu(pids) - used
         if not all(r.status == "written" for r in results):
             raise RuntimeError(f"dask run failed: {[r.reason for r in results]}")
         shutil.rmtree(out, ignore_errors=True)
-        return seconds
+        return seconds, used
 
-    rows = []
+    runs: dict[tuple[str, int], list[tuple[float, float]]] = {}
     for workers in (1, 2):
         with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                           dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR) as cluster:
-            timed(workloads["1 slide"], scheduler=cluster.scheduler_address)  # warm-up: imports on the workers
+            with Client(cluster) as client:
+                pids = [os.getpid()] + list(client.run(os.getpid).values())
+            address = cluster.scheduler_address
+            timed(workloads["1 slide"], pids, scheduler=address)  # warm-up: imports on the workers
             for name, paths in workloads.items():
-                seconds = statistics.median(timed(paths, scheduler=cluster.scheduler_address)
-                                            for _ in range(repeats))
-                rows.append((name, workers, seconds))
-    for name, paths in workloads.items():
-        rows.append((name, 0, statistics.median(timed(paths) for _ in range(repeats))))
-    return rows
+                for _ in range(repeats):
+                    runs.setdefault((name, 0), []).append(timed(paths, [os.getpid()]))
+                    runs.setdefault((name, workers), []).append(timed(paths, pids, scheduler=address))
+    return {key: (statistics.median(s for s, _ in values), statistics.median(c for _, c in values))
+            for key, values in runs.items()}
 
 
 def codec_table(svs: Path, sample: int) -> list[tuple[str, float, float, float]]:
@@ -298,13 +312,16 @@ def _run(svs: Path, work: Path, repeats: int, quick: bool) -> int:
     print(f"\npassthrough JPEG decoded by Pillow == generate_tiles: {'identical' if same else 'DIFFERENT'} "
           f"({compared} tiles compared)")
 
-    print("\nDask on a cluster already running (start-up excluded), zarr output, seconds (median):\n")
-    print("| workload | in-process | 1 worker | 2 workers | 2 workers vs in-process |")
-    print("|---|---:|---:|---:|---:|")
+    print("\nDask on a cluster already running (start-up excluded), zarr output: wall seconds and CPU seconds "
+          "(medians; each cluster run right after an in-process run):\n")
+    print("| workload | in-process | 1 worker | 2 workers | 2 workers vs in-process, wall | CPU, in-process "
+          "| CPU, 2 workers | CPU ratio |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     scaling = dask_scaling(svs, work, repeats)
     for name in ("1 slide", "3 slides"):
-        row = {w: sec for n, w, sec in scaling if n == name}
-        print(f"| {name} | {row[0]:.2f} | {row[1]:.2f} | {row[2]:.2f} | {row[0] / row[2]:.2f}x |")
+        (here, here_cpu), (one, _), (two, two_cpu) = (scaling[name, w] for w in (0, 1, 2))
+        print(f"| {name} | {here:.2f} | {one:.2f} | {two:.2f} | {here / two:.2f}x | {here_cpu:.2f} | {two_cpu:.2f} "
+              f"| {two_cpu / here_cpu:.2f} |")
 
     print("\nlossless codecs on real tiles, one thread (decode rate first):\n")
     print("| codec | tiles/s per core | MB/s per core | ratio |")
@@ -322,9 +339,8 @@ def _run(svs: Path, work: Path, repeats: int, quick: bool) -> int:
     goal(f"jpeg passthrough: {passthrough / reader:.1f}x the reader's tiles/s (goal >= 3x; creating the files alone "
          f"runs at {files_rate / reader:.1f}x)", passthrough >= 3 * reader)
     goal("jpeg passthrough pixels identical to generate_tiles", same)
-    in_process = {w: sec for n, w, sec in scaling if n == "1 slide"}
-    goal(f"Dask, cluster running, one slide: 2 workers {in_process[0] / in_process[2]:.2f}x in-process "
-         "(goal >= 1x)", in_process[2] <= in_process[0])
+    here, two = scaling["1 slide", 0][0], scaling["1 slide", 2][0]
+    goal(f"Dask, cluster running, one slide: 2 workers {here / two:.2f}x in-process (goal >= 1x)", two <= here)
     goal(f"wsikit tile --workers 2 (cluster start-up included): {zarr.wall / dask.wall:.2f}x in-process "
          "(goal >= 1x)", dask.wall <= zarr.wall)
     return 0
