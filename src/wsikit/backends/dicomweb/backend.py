@@ -5,14 +5,15 @@ reads the series the way the local DICOM backend reads a series folder, with the
 helpers (:mod:`wsikit.backends.dicom`): VOLUME instances become levels, THUMBNAIL / LABEL /
 OVERVIEW instances the associated images "thumbnail", "label" and "macro"; TILED_SPARSE
 frames are placed by their positions, absent ones read as the fill; focal planes and
-optical paths are chosen with ``focal_plane=`` / ``optical_path=``. Pixels equal the local
+optical paths are chosen with ``focal_plane=`` / ``optical_path=``; ICC profiles come with
+the slide and its associated images. Pixels equal the local
 backend's for the same files, bit for bit: frames come in their stored transfer syntax and
 are decoded here, by the same decoders.
 
-Opening costs one round trip for the metadata (QIDO-RS and WADO-RS at once), and one more
-when the server's metadata does not say how the frames are stored (the first frame of each
-instance is then fetched to see). Frames are fetched in batches, ahead of use, several
-requests in flight (:mod:`.fetch`).
+Opening asks for the metadata (QIDO-RS and WADO-RS at once); when the server does not say
+there how frames are stored, the first frames of each instance are asked for as soon as
+QIDO-RS lists them (their answer says it), while the metadata is on its way. Frames are
+fetched in batches, ahead of use, several requests in flight (:mod:`.fetch`).
 
 Options (``open_slide`` keywords): ``headers`` (HTTP headers sent with every request, e.g.
 ``{"Authorization": "Bearer ..."}``) and ``storage_options``, whose ``headers`` key is

@@ -4,17 +4,20 @@
 are asked for in batches, one request per batch (``.../instances/I/frames/3,4,5,...``),
 in the stored transfer syntax (``transfer-syntax=*``: the server sends the bytes it holds,
 never transcodes them). Several batches are in flight at once, on a small pool of request
-threads, so that the network's latency is paid once per window rather than once per frame.
+threads, so that the network's latency is paid once per window rather than once per frame;
+a batch's frames reach the decoders one by one as their parts arrive (:class:`_EarlyFrames`).
 
-:class:`ReadAhead` decides what to fetch: reading a level goes on in row-major order (tiles,
-regions, thumbnails read in bands), so when a frame is asked for, the frames that follow
-it in the level's row-major order are fetched too. The window starts small (an isolated
-read fetches little more than it needs) and grows while reads go on in order, up to a
-bound in bytes.
+:class:`ReadAhead` decides what to fetch for one level: the frames of a tiling plan in the
+order its tiles need them (:meth:`ReadAhead.follow`, a full window from the first tile);
+the frames readers announce (a stream's look-ahead, a large region); otherwise, as reads
+mostly go on in row-major order, the frames that follow the one asked for, a window that
+starts small (an isolated read fetches little more than it needs) and grows while reads
+go on in order, up to a bound in bytes.
 
-Every answer is checked before its bytes are kept (:meth:`FrameStore._check_frames`): the
-number of parts, each part's type, transfer syntax and Content-Location, the size of
-uncompressed frames. A wrong answer is retried by the client, then fails as a
+Every answer is checked before its bytes are decoded: the number of parts, each part's
+type, transfer syntax and Content-Location, the size of uncompressed frames, and that most
+frames start as their syntax says (a few that do not are frames stored broken: they fail
+alone when decoded). A wrong answer is retried by the client, then fails as a
 :class:`~.client.DICOMwebError` naming the URL and status; the frames of a failed batch
 are not kept, so a later read asks again.
 """
@@ -42,8 +45,8 @@ _GUESSED_FRAME_BYTES = 24 * 1024
 _FIRST_WINDOW = 32
 _MAX_WINDOW = 4096
 _MAX_BATCH = 2048
-# Characters of frame numbers in one request's URL at most (``3,4,5,...``): request lines past 8 KiB are
-# refused by common servers (Orthanc answers 400 "Malformed message" near 16 KiB).
+# Characters of frame numbers in one request's URL at most (``3,4,5,...``): request lines past
+# 8 KiB are refused by common servers (Orthanc answers 400 "Malformed message" near 16 KiB).
 _MAX_FRAME_LIST = 7000
 # Batches are not split below this many frames to keep every request thread busy.
 _SMALLEST_SPLIT = 128
