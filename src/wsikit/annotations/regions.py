@@ -83,17 +83,31 @@ class PolygonRegion:
             covering = shapely.contains_properly(self.pieces[piece[rest]], box_geoms)
             area[rest[covering]] = shapely.area(box_geoms[covering])
             clip = rest[~covering]
-            area[clip] = [shapely.clip_by_rect(self.pieces[p], *box).area for p, box in
-                          zip(piece[clip].tolist(), b[clip].tolist())]
+            area[clip] = shapely.area(_clip_by_rects(self.pieces[piece[clip]], b[clip]))
         return np.bincount(box_of, area, minlength=len(boxes))
 
     def __repr__(self) -> str:
         return f"PolygonRegion({len(self.pieces)} pieces, {len(self.edges)} edges)"
 
 
+def _clip_by_rects(pieces: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """``pieces[k]`` clipped to ``boxes[k]`` (x0, y0, x1, y1): GEOS's rectangle clipping, one
+    call for all (shapely's ufunc takes arrays of rectangles; its public wrapper only one)."""
+    import shapely
+
+    x0, y0, x1, y1 = (np.ascontiguousarray(boxes[:, k]) for k in range(4))
+    try:
+        return np.asarray(shapely.lib.clip_by_rect(pieces, x0, y0, x1, y1))
+    except (AttributeError, TypeError):  # a shapely whose ufunc is not there or takes scalars only
+        return np.array([shapely.clip_by_rect(p, *box) for p, box in zip(pieces, boxes.tolist())], dtype=np.object_)
+
+
 def _cut(geometry: Geometry) -> np.ndarray:
-    """The polygons of ``geometry`` cut in halves until each has at most PIECE_VERTICES
-    vertices (more for a region of over PIECE_VERTICES * 2048 vertices)."""
+    """The polygons of ``geometry`` cut in halves by horizontal lines until each has at most
+    PIECE_VERTICES vertices (more for a region of over PIECE_VERTICES * 2048 vertices).
+
+    Horizontal cuts only: the cut edges are horizontal, and a horizontal edge crosses no
+    row of pixel centres, so the pieces cost the scanline nothing extra."""
     import shapely
 
     done: list[np.ndarray] = []
@@ -101,22 +115,15 @@ def _cut(geometry: Geometry) -> np.ndarray:
     # Huge regions get larger pieces: a few thousand of them, so that cutting stays quick.
     limit = max(PIECE_VERTICES, int(shapely.get_num_coordinates(geometry)) // 2048)
     while len(todo):
-        big = shapely.get_num_coordinates(todo) > limit
+        bounds = shapely.bounds(todo)
+        big = (shapely.get_num_coordinates(todo) > limit) & (bounds[:, 3] - bounds[:, 1] > 1e-6)
         done.append(todo[~big])
-        halves: list[Geometry] = []
-        for part in todo[big]:
-            x0, y0, x1, y1 = part.bounds
-            if y1 - y0 <= 1e-6:
-                done.append(np.array([part]))
-                continue
-            # Horizontal cuts only: the cut edges are horizontal, and a horizontal edge crosses
-            # no row of pixel centres, so the pieces cost the scanline nothing extra.
-            m = (y0 + y1) / 2
-            boxes = [(x0, y0, x1, m), (x0, m, x1, y1)]
-            for box in boxes:
-                halves.extend(p for p in shapely.get_parts(shapely.clip_by_rect(part, *box))
-                              if shapely.get_type_id(p) == 3 and p.area > 0)
-        todo = np.array(halves, dtype=np.object_)
+        parts, b = todo[big], bounds[big]
+        middle = (b[:, 1] + b[:, 3]) / 2
+        upper = np.stack([b[:, 0], b[:, 1], b[:, 2], middle], axis=1)
+        lower = np.stack([b[:, 0], middle, b[:, 2], b[:, 3]], axis=1)
+        halves = shapely.get_parts(_clip_by_rects(np.concatenate([parts, parts]), np.concatenate([upper, lower])))
+        todo = halves[(shapely.get_type_id(halves) == 3) & (shapely.area(halves) > 0)]
     return np.concatenate(done) if done else np.array([], dtype=np.object_)
 
 
