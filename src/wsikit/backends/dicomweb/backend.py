@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from ...checks import as_int, as_pair
-from ...errors import CorruptSlideError, SlideError, UnsupportedFormatError
+from ...errors import BackendUnavailableError, CorruptSlideError, SlideError, UnsupportedFormatError
 from ...limits import check_allocation
 from ...plan import Plan, TileSpec
 from ...reader import TileGrid
@@ -123,6 +123,11 @@ class DICOMwebBackend(SlideBackend):
             from ...remote.urls import display_url
 
             raise UnsupportedFormatError(display_url(self.path), str(exc)) from None
+        try:
+            import urllib3  # noqa: F401  (the HTTP client)
+        except ImportError:
+            raise BackendUnavailableError(series.url, "reading DICOMweb needs the package urllib3 (pip install "
+                                                      "'urllib3>=2')") from None
         settings, rest = split_options(storage_options)
         given = rest.pop("headers", None)
         if rest:
