@@ -11,13 +11,15 @@ its turn, after the requests before it were read.
 When every level of the slide is a grid of native tiles (``_level_grid``) and no backend
 options are given, boxes are stitched straight from the grids by the
 :class:`~wsikit.reader.tiled.TiledReader`: the native tiles of the next boxes are decoded
-ahead on worker threads, each once, and a tile is kept only until its last use in the
-stream. Otherwise each box is one ``_extract`` call, run on a thread pool in order.
+ahead on worker threads, each once, and a tile is kept only until its last use among the
+next :data:`~wsikit.reader.uses.USE_HORIZON` requests (counted as they are pulled, so memory
+does not grow with the slide). With ``resampling="fast"``, a box read larger than its shape
+from a JPEG level is read from that level decoded at 1/2, 1/4 or 1/8 (:mod:`.scaled`).
+Otherwise each box is one ``_extract`` call, run on a thread pool in order.
 """
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, NamedTuple, Protocol, Union
 
 import numpy as np
@@ -80,10 +82,10 @@ def read_requests(slide: SlideBackend, requests: Iterable[Request], *, normalize
     """``(request, pixels, error)`` for every request, in order, read on ``workers`` threads.
 
     A SlideError reading a request comes back as its ``error`` and reading goes on; so does
-    the error of a RejectedRequest. ``plan``, the Plan the requests come from, lets the
-    reader count native-tile uses from the plan's arrays instead of a pass over the requests.
-    ``resampling="fast"`` reads boxes larger than their shape from JPEG levels decoded at a
-    reduced size where it can (:mod:`.scaled`); "exact" area-averages full decodes.
+    the error of a RejectedRequest. ``resampling="fast"`` reads boxes larger than their shape
+    from JPEG levels decoded at a reduced size where it can (:mod:`.scaled`); "exact"
+    area-averages full decodes. ``plan``, the Plan the requests come from, gives the ratio
+    that chooses the reduction for all its tiles alike.
     """
     grids = [slide._level_grid(k) for k in range(slide.level_count)]
     if options or any(grid is None for grid in grids):
