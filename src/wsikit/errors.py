@@ -1,7 +1,9 @@
 """The errors wsikit raises for files it cannot read.
 
 Every error about a file carries the file's path and a reason a person can act on.
-Errors about a caller's arguments are plain ValueError / TypeError.
+Errors about a caller's arguments are plain ValueError / TypeError. A URL is named without
+its password or query string (pre-signed URLs carry their signature there), so no error
+carries a credential.
 """
 from __future__ import annotations
 
@@ -9,10 +11,14 @@ import os
 
 
 class SlideError(Exception):
-    """A slide file could not be read. ``path`` names the file, ``reason`` says why."""
+    """A slide file could not be read. ``path`` names the file (a URL as
+    :func:`~wsikit.remote.urls.display_url` shows it), ``reason`` says why."""
 
     def __init__(self, path: str | os.PathLike[str] | None, reason: str) -> None:
-        self.path = None if path is None else os.fspath(path)
+        # imported here: wsikit.remote imports this module
+        from .remote.urls import display_url
+
+        self.path = None if path is None else display_url(os.fspath(path))
         self.reason = reason
         super().__init__(f"{self.path}: {reason}" if self.path is not None else reason)
 
