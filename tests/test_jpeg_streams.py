@@ -203,3 +203,24 @@ def test_adobe_ycbcr_and_grey_streams() -> None:
 def test_not_a_jpeg(data: bytes) -> None:
     with pytest.raises(NotAJPEG):
         standalone_jpeg(data)
+
+
+def test_spliced_tiles_are_the_standalone_files() -> None:
+    """The scaled decoder's per-level reader gives the same bytes as native_tile_jpeg."""
+    with wsikit.open_slide(real_slide("small_HE.svs")) as slide:
+        for level in range(slide.level_count):
+            stream = slide._native_jpeg_source(level)  # type: ignore[attr-defined]
+            assert stream is not None
+            for ti, tj in every_tile(slide, level):
+                assert stream(ti, tj) == slide.native_tile_jpeg(level, ti, tj)
+
+
+def test_spliced_falls_back_for_tiles_with_colour_markers() -> None:
+    from wsikit.jpeg_streams import rgb_tiles_prefix, spliced
+
+    image = np.random.default_rng(6).integers(0, 255, (32, 40, 3), dtype=np.uint8)
+    full = bytes(imagecodecs.jpeg8_encode(image, level=85))  # JFIF YCbCr: its marker must go
+    out = spliced(rgb_tiles_prefix(None), full, None)
+    assert out == standalone_jpeg(full, None, "rgb") and out.count(b"JFIF") == 0
+    bare = _rgb_stream_without_marker(image)
+    assert spliced(rgb_tiles_prefix(None), bare, None) == standalone_jpeg(bare, None, "rgb")

@@ -145,4 +145,29 @@ def standalone_jpeg(stream: Buffer, tables: Buffer | None = None, colour: Colour
     return out
 
 
-__all__ = ["Colour", "NotAJPEG", "adobe_marker", "decoded_colour", "standalone_jpeg"]
+def rgb_tiles_prefix(tables: Buffer | None) -> bytes:
+    """What :func:`standalone_jpeg` puts before a stream's own segments for ``colour="rgb"``
+    and these ``tables``: SOI, Adobe transform 0, the tables' segments. A tile stream whose
+    bytes after SOI hold no JFIF or Adobe segment becomes a standalone file as
+    ``prefix + stream[2:]`` (:func:`spliced`), the same bytes, without parsing each tile."""
+    parts = [_SOI, adobe_marker(0)]
+    if tables:
+        parts += [bytes(tables[s:e]) for m, s, e in _segments(tables, "the JPEG tables")[0]
+                  if not _is_colour_segment(tables, m, s, e)]
+    return b"".join(parts)
+
+
+def spliced(prefix: bytes, stream: Buffer, tables: Buffer | None) -> bytes:
+    """``standalone_jpeg(stream, tables, "rgb")`` for a ``prefix`` from :func:`rgb_tiles_prefix`:
+    joined as they are when the stream is SOI, segments without a colour marker, a scan and
+    EOI (the usual abbreviated tile; found with byte searches, not a parse), else rewritten
+    by :func:`standalone_jpeg`."""
+    data = bytes(stream)
+    scan = data.find(b"\xff\xda")
+    if data[:2] == _SOI and scan > 0 and data[-2:] == _EOI and b"\xff\xe0" not in data[:scan] \
+            and b"\xff\xee" not in data[:scan]:
+        return prefix + data[2:]
+    return standalone_jpeg(data, tables, "rgb")
+
+
+__all__ = ["Colour", "NotAJPEG", "adobe_marker", "decoded_colour", "rgb_tiles_prefix", "spliced", "standalone_jpeg"]

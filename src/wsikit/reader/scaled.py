@@ -23,6 +23,7 @@ decoded in full and area-averaged, so a scaled grid reads any tile the level rea
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import TYPE_CHECKING, Callable
 
@@ -111,10 +112,15 @@ def scaled_decoder(slide: SlideBackend, level: int, grid: TileGrid, d: int) -> C
 
     th, tw = grid.tile_shape
     rows, cols = th // d, tw // d
-    stream_of, decode_jpeg = slide._native_tile_jpeg, simplejpeg.decode_jpeg
+    decode_jpeg = simplejpeg.decode_jpeg
+    # A backend may hand out a reader of the level's streams made once (no per-tile lookups).
+    source = getattr(slide, "_native_jpeg_source", None)
+    stream_of: Callable[[int, int], bytes | None] | None = None if source is None else source(level)
+    if stream_of is None:
+        stream_of = functools.partial(slide._native_tile_jpeg, level)
 
     def decode(ti: int, tj: int) -> np.ndarray:
-        data = stream_of(level, ti, tj)
+        data = stream_of(ti, tj)
         if data is not None:
             try:
                 pixels = decode_jpeg(data, colorspace="RGB", min_height=rows, min_width=cols)

@@ -241,16 +241,34 @@ class TiffBackend(SlideBackend):
 
         return load
 
-    def _native_tile_jpeg(self, level: int, ti: int, tj: int) -> bytes | None:
-        grid = self._grids[level]
-        colours = self.__dict__.setdefault("_jpeg_colours", {})  # level -> jpeg_tile_colour, looked up once
+    def _jpeg_colour(self, level: int) -> str | None | bool:
+        """:func:`~.decoding.jpeg_tile_colour` of a level (False: no standalone JPEG tiles,
+        e.g. multi-page plane levels), looked up once."""
+        colours = self.__dict__.setdefault("_jpeg_colours", {})
         if level not in colours:
+            grid = self._grids[level]
             colours[level] = self.is_rgb and grid.key == ("tiff", level) and jpeg_tile_colour(
                 self._pages[level], grid.tile_shape)
-        colour = colours[level]
-        if colour is False:  # not JPEG, or multi-page (plane) levels
+        return colours[level]
+
+    def _native_tile_jpeg(self, level: int, ti: int, tj: int) -> bytes | None:
+        colour = self._jpeg_colour(level)
+        if colour is False:
             return None
-        return self._tiles.native_jpeg(self._pages[level], ti * grid.tile_counts[1] + tj, grid.tile_shape, colour)
+        grid = self._grids[level]
+        return self._tiles.native_jpeg(self._pages[level], ti * grid.tile_counts[1] + tj, grid.tile_shape,
+                                       colour)  # type: ignore[arg-type]  # "rgb" or None here
+
+    def _native_jpeg_source(self, level: int) -> Callable[[int, int], bytes | None] | None:
+        """``stream(ti, tj)``: the level's standalone tile JPEGs for the scaled decoder
+        (:mod:`wsikit.reader.scaled`), which checks what they decode to; None: no such tiles."""
+        colour = self._jpeg_colour(level)
+        if colour is False:
+            return None
+        grid = self._grids[level]
+        cols = grid.tile_counts[1]
+        read = self._tiles.native_jpeg_reader(self._pages[level], grid.tile_shape, colour)  # type: ignore[arg-type]
+        return lambda ti, tj: read(ti * cols + tj)
 
     # -- lifecycle -----------------------------------------------------------------------
     def _close(self) -> None:

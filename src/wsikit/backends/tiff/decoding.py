@@ -259,6 +259,32 @@ class NativeTiles:
         except NotAJPEG:
             return None
 
+    def native_jpeg_reader(self, page: Any, tile_shape: tuple[int, int],
+                           colour: str | None) -> Callable[[int], bytes | None]:
+        """``read(index)``: :meth:`native_jpeg` for a caller that checks what the stream
+        decodes to itself (the scaled decoder): no frame header parse, Aperio-style RGB tiles
+        spliced onto one prefix made once (:func:`wsikit.jpeg_streams.spliced`)."""
+        from ...jpeg_streams import NotAJPEG, rgb_tiles_prefix, spliced, standalone_jpeg
+
+        offsets, counts, tables = page.dataoffsets, page.databytecounts, page.jpegtables
+        file_size, read = self.file_size, self.source.read
+        prefix = rgb_tiles_prefix(tables) if colour == "rgb" else None
+        largest = tile_shape[0] * tile_shape[1] * 3 + 65536  # as the full decoder's check
+
+        def stream(index: int) -> bytes | None:
+            offset, count = offsets[index], counts[index]
+            if not (0 < count <= largest and 0 < offset and offset + count <= file_size):
+                return self.native_jpeg(page, index, tile_shape, colour)  # None, or the error
+            data = read(offset, count)
+            try:
+                if prefix is not None:
+                    return spliced(prefix, data, tables)
+                return standalone_jpeg(data, tables, colour)  # type: ignore[arg-type]  # "rgb" or None
+            except NotAJPEG:
+                return None
+
+        return stream
+
     # -- whole pictures ------------------------------------------------------------------
     def whole_image(self, image: Any) -> np.ndarray:
         """``image.asarray()`` of a tifffile page or series, refusing what tifffile forgives.
