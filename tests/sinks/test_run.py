@@ -264,3 +264,18 @@ def test_ranges_written_apart_give_the_bytes_of_one_run(sample_svs, tmp_path, fm
     result = finish_part(part, started, len(part.plan))
     assert result.status == "written" and result.tiles == whole.tiles
     assert tree_bytes(tmp_path / "apart" / "sample") == tree_bytes(whole.folder)
+
+
+def test_finishing_removes_what_a_killed_range_left(sample_svs, tmp_path):
+    # A range task killed mid-write leaves a temporary; its retry writes the shard whole.
+    from wsikit.sinks import finish_part, start_part, write_range
+
+    options = TileOptions(shape=32)
+    whole = tile_slide(sample_svs, tmp_path / "whole", options)
+    part = plan_part(SlideJob(os.path.abspath(sample_svs), str(tmp_path / "apart" / "sample"), options))
+    started = start_part(part)
+    write_range(part)
+    shard_folder = tmp_path / "apart" / "sample" / "tiles.zarr" / "tiles" / "c" / "2" / "0" / "0"
+    (shard_folder / ".wsikit-tmp-killed").write_bytes(b"half a shard")
+    finish_part(part, started, len(part.plan))
+    assert tree_bytes(tmp_path / "apart" / "sample") == tree_bytes(whole.folder)

@@ -153,11 +153,14 @@ def write_range(part: SlidePart, start: int = 0, stop: int | None = None, slide:
 
 def finish_part(part: SlidePart, started: PartStart, written: int, slide: SlideBackend | None = None) -> SlideResult:
     """Check every tile of ``part`` is stored, then write the manifest that marks the slide
-    complete. Raises RuntimeError naming the tiles missing (a range that did not run)."""
+    complete (after every :func:`write_range` of it has ended). Temporaries that a range
+    killed mid-write left (its retry wrote the file whole) are removed first. Raises
+    RuntimeError naming the tiles missing (a range that did not run)."""
     job, plan = part.job, part.plan
     if slide is None:
         with _open(part) as opened:
             return finish_part(part, started, written, opened)
+    remove_temporaries(job.folder)
     writer = with_masks(open_writer(job.folder, job.options, len(plan), stored_pixel_layout(slide), slide), plan,
                         job.folder, job.options.format)
     missing = sum(1 for k, spec in enumerate(plan) if not writer.has(k, spec))
