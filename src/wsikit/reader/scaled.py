@@ -108,7 +108,7 @@ class ScaledGrids:
 
 def scaled_decoder(slide: SlideBackend, level: int, grid: TileGrid, d: int) -> Callable[[int, int], np.ndarray]:
     """``decode(ti, tj)``: native tile (ti, tj) of ``level`` at 1/``d`` of its size."""
-    import simplejpeg  # type: ignore[import-untyped]  # no stubs (the lead may list it in pyproject)
+    import simplejpeg
 
     th, tw = grid.tile_shape
     rows, cols = th // d, tw // d

@@ -209,7 +209,7 @@ def _baseline_decoder(rows: int, cols: int, samples: int, general: FrameDecoder)
     simplejpeg, whose header read and decode cost less per frame than the general path
     (same library, same colour rules: JFIF, Adobe transform, else component ids). A frame
     it does not read (lossless, CMYK, a damaged stream) goes to ``general``, which reports it."""
-    import simplejpeg  # type: ignore[import-untyped]  # no stubs
+    import simplejpeg
 
     header_of, decode = simplejpeg.decode_jpeg_header, simplejpeg.decode_jpeg
     colorspace = "RGB" if samples == 3 else "GRAY"
