@@ -279,3 +279,19 @@ def test_finishing_removes_what_a_killed_range_left(sample_svs, tmp_path):
     (shard_folder / ".wsikit-tmp-killed").write_bytes(b"half a shard")
     finish_part(part, started, len(part.plan))
     assert tree_bytes(tmp_path / "apart" / "sample") == tree_bytes(whole.folder)
+
+
+def test_tiles_that_never_came_fail_the_slide_without_a_manifest(sample_svs, tmp_path, monkeypatch):
+    import itertools
+
+    from wsikit.backends.base import SlideBackend
+
+    original = SlideBackend.read_plan
+
+    def short(self, plan, **kwargs):
+        return itertools.islice(original(self, plan, **kwargs), max(0, len(plan) - 1))
+
+    monkeypatch.setattr(SlideBackend, "read_plan", short)
+    with pytest.raises(RuntimeError, match="1 of 1536 tiles were not read"):
+        tile_slide(sample_svs, tmp_path, TileOptions(shape=32))
+    assert not (tmp_path / "sample" / "tiles.csv").exists()

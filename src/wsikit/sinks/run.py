@@ -144,10 +144,14 @@ def write_range(part: SlidePart, start: int = 0, stop: int | None = None, slide:
         writer.write_run(run)
         return len(run)
 
+    handed = 0
     for written in ordered_map(write, _tile_runs(positions, rest, tiles, layout.channels), job.read_workers):
+        handed += written
         done += written
         if progress is not None:
             progress(done)
+    if handed != len(positions):  # a shard short of tiles would never be written
+        raise RuntimeError(f"{job.slide}: {len(positions) - handed} of {len(positions)} tiles were not read")
     return len(todo)
 
 
