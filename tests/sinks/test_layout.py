@@ -54,3 +54,22 @@ def test_results_cannot_escape_out(sample_svs, tmp_path):
     # The naming rule itself never leaves OUT.
     for folder in assign_folders(["/a/../../b.svs", "/x/..svs", "/y/.."], out):
         assert os.path.dirname(folder) == str(out)
+
+
+def test_url_names_drop_query_and_keep_numeric_uid_parts():
+    # a pre-signed query never names a folder; a DICOM series UID keeps its last part
+    assert slide_stem("https://host/a/slide.svs?X-Amz-Signature=abc") == "slide"
+    uid = "1.2.826.0.1.3680043.8.498.8599"
+    assert slide_stem(f"https://host/dicom-web/studies/1.2/series/{uid}") == uid
+    assert slide_stem("s3://bucket/cases/series/") == "series"
+    # two series that differ only in their last UID part get different folders
+    a, b = assign_folders([f"https://h/s/{uid}", f"https://h/s/{uid[:-1]}7"], "/tmp/out")
+    assert a != b and os.path.basename(a) == uid
+
+
+def test_slides_are_located_by_full_url_or_absolute_path():
+    from wsikit.sinks.layout import slide_location
+
+    url = "https://host/a/slide.svs?sig=secret"
+    assert slide_location(url) == url  # read with the full URL
+    assert slide_location("rel/x.svs") == os.path.abspath("rel/x.svs")

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..plan import TileSpec
+from ..remote.urls import display_url, is_url, url_name
 from .atomic import write_atomic
 
 MANIFEST = "tiles.csv"
@@ -33,9 +34,20 @@ _MAX_NAME = 120
 
 
 # -- names ------------------------------------------------------------------------------
+def slide_location(path: str | os.PathLike[str]) -> str:
+    """How a slide is named for reading and hashing: a URL as it is, a path made absolute.
+    (Job records keep a URL as :func:`~wsikit.remote.urls.display_url` shows it: no
+    pre-signed query or password goes to disk.)"""
+    text = os.fspath(path)
+    return text if is_url(text) else os.path.abspath(text)
+
+
 def slide_stem(path: str | os.PathLike[str]) -> str:
-    """The folder name a slide's results get: its file name without the extension, made safe."""
-    name = os.path.basename(os.path.normpath(os.fspath(path)))
+    """The folder name a slide's results get: its file name (a URL's last part, without
+    the query) without the extension, made safe. A numeric "extension" is part of the
+    name: DICOM UIDs (``.../series/1.2.826.0.1.3680043.8.498``) keep their last part."""
+    text = os.fspath(path)
+    name = url_name(text) if is_url(text) else os.path.basename(os.path.normpath(text))
     lower = name.lower()
     for ext in _DOUBLE_EXTENSIONS:
         if lower.endswith(ext) and len(name) > len(ext):
@@ -43,7 +55,7 @@ def slide_stem(path: str | os.PathLike[str]) -> str:
             break
     else:
         stem, ext = os.path.splitext(name)
-        name = stem if stem and ext else name
+        name = stem if stem and ext and not ext[1:].isdigit() else name
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", name).lstrip(".")
     return name[:_MAX_NAME] or "slide"
 
@@ -51,7 +63,7 @@ def slide_stem(path: str | os.PathLike[str]) -> str:
 def path_hash(path: str | os.PathLike[str]) -> str:
     """The first 8 hex digits of the SHA-1 of the slide's absolute path: the suffix that
     tells apart two slides whose names would give the same folder."""
-    absolute = os.path.abspath(os.fspath(path))
+    absolute = slide_location(path)
     return hashlib.sha1(absolute.encode("utf-8", "surrogateescape")).hexdigest()[:8]
 
 
@@ -61,7 +73,7 @@ def assign_folders(slides: Iterable[str | os.PathLike[str]], out: str | os.PathL
     taken: set[str] = set()
     folders = []
     for slide in slides:
-        slide_path = os.path.abspath(os.fspath(slide))
+        slide_path = slide_location(slide)
         stem = slide_stem(slide_path)
         name = stem
         if name.lower() in taken or not _folder_free_for(os.path.join(out_path, name), slide_path):
@@ -79,7 +91,7 @@ def _folder_free_for(folder: str, slide: str) -> bool:
         return False
     job = read_job(folder)
     if job is not None:
-        return job.get("slide") == slide
+        return job.get("slide") == display_url(slide)
     return not os.listdir(folder)
 
 

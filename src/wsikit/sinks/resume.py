@@ -12,6 +12,7 @@ import os
 import shutil
 from collections.abc import Sequence
 
+from ..remote.urls import display_url
 from .jobs import SlideJob, SlideResult, TileOptions
 from .layout import assign_folders, check_inside, is_complete, read_job
 
@@ -32,7 +33,7 @@ def prepare(job: SlideJob, out: str, overwrite: bool = False) -> SlideResult | N
             return None
         return SlideResult(job.slide, job.folder, "failed",
                            reason=f"{job.folder} exists and is not a wsikit result; not touching it")
-    same = existing.get("slide") == job.slide and existing.get("options") == job.options.as_json()
+    same = existing.get("slide") == display_url(job.slide) and existing.get("options") == job.options.as_json()
     if overwrite:
         shutil.rmtree(job.folder)
         return None

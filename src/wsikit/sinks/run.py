@@ -19,10 +19,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..plan import Plan, TileSpec
+from ..remote.urls import display_url
 from .atomic import remove_temporaries, write_atomic
 from .channels import as_channels_last, stored_pixel_layout
 from .jobs import SlideJob, SlidePart, SlideResult, TileOptions
-from .layout import JOB_RECORD_FORMAT, MANIFEST, assign_folders, is_complete, read_job, remove_results, write_job
+from .layout import (JOB_RECORD_FORMAT, MANIFEST, assign_folders, is_complete, read_job, remove_results,
+                     slide_location, write_job)
 from .manifest import manifest_bytes
 from .resume import prepare
 from .writers import IMAGE_CHANNELS, PendingTile, open_writer
@@ -80,12 +82,12 @@ def start_part(part: SlidePart, slide: SlideBackend | None = None) -> PartStart:
             f"{job.slide}: tiles of {channels} channels cannot be stored as {options.format.upper()} "
             "(one or three channels only); use the zarr format"
         )
-    record = {"format": JOB_RECORD_FORMAT, "version": JOB_RECORD_VERSION, "slide": job.slide,
+    record = {"format": JOB_RECORD_FORMAT, "version": JOB_RECORD_VERSION, "slide": display_url(job.slide),
               "options": options.as_json(), "tiles": len(plan), "plan_sha256": part.digest}
     os.makedirs(folder, exist_ok=True)
     existing = read_job(folder)
     if existing is not None and existing != record:
-        if existing.get("slide") != job.slide or existing.get("options") != record["options"]:
+        if existing.get("slide") != display_url(job.slide) or existing.get("options") != record["options"]:
             raise ValueError(f"{folder} holds results of another slide or other options; "
                              "pass overwrite to replace them")
         # Same slide and options, another plan or layout (the slide or wsikit changed): start afresh.
@@ -246,7 +248,7 @@ def tile_slide(slide: str | os.PathLike[str], out: str | os.PathLike[str], optio
                overwrite: bool = False, progress: Callable[[int], object] | None = None) -> SlideResult:
     """Tile one slide into ``out/<name>/`` (see :mod:`wsikit.sinks`) in this process."""
     options = options or TileOptions()
-    slide_path = os.path.abspath(os.fspath(slide))
+    slide_path = slide_location(slide)
     out_path = os.path.abspath(os.fspath(out))
     job = SlideJob(slide_path, assign_folders([slide_path], out_path)[0], options)
     early = prepare(job, out_path, overwrite)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ...plan import TileSpec
+from ...remote.urls import display_url, is_url
 from ..atomic import temporary_path, write_atomic
 from ..channels import PixelLayout, channel_sizes
 from ..codecs import CHUNK_CODECS
@@ -61,7 +62,7 @@ def group_attributes(slide: SlideBackend, options: TileOptions) -> dict[str, Any
     z, c, t = channel_sizes(slide)
     return {
         "wsikit": {
-            "slide": os.path.abspath(slide.path),
+            "slide": display_url(slide.path) if is_url(slide.path) else os.path.abspath(slide.path),
             "backend": slide.name,
             "vendor": props.get("wsikit.vendor") or props.get("openslide.vendor"),
             "level_shapes": _jsonable(slide.level_shapes),
