@@ -55,3 +55,99 @@ def test_every_reader_thread_runs_the_exit_hooks(image):
         assert len(ended) == 2
     finally:
         reader_module.THREAD_EXIT_HOOKS.remove(hook)
+
+
+def _watched_grid(source: CountingImage, seen: set):
+    from wsikit.reader import TileGrid
+
+    def watched(ti, tj):
+        seen.add(threading.current_thread())
+        return source.decode(ti, tj)
+
+    g = source.tile_grid
+    return TileGrid(g.key, g.shape, g.tile_shape, g.pixel_shape, g.dtype, watched)
+
+
+def test_large_reads_keep_their_helper_threads_until_idle_or_closed(image, monkeypatch):
+    from wsikit.reader import workers as workers_module
+
+    monkeypatch.setattr(workers_module, "IDLE_SECONDS", 0.3)
+    source = CountingImage(image, (16, 16), delay=0.0005)
+    seen: set = set()
+    grid = _watched_grid(source, seen)
+    reader = TiledReader(workers=3)
+    np.testing.assert_array_equal(reader.read(grid, 0, 0, 200, 300), image[:200, :300])
+    helpers = {t for t in seen if t.name.startswith("wsikit-reader")}
+    assert helpers and all(t.is_alive() for t in helpers)  # kept for the next read
+    seen.clear()
+    reader.cache.clear()
+    np.testing.assert_array_equal(reader.read(grid, 5, 7, 180, 290), image[5:180, 7:290])
+    assert {t for t in seen if t.name.startswith("wsikit-reader")} <= helpers  # the same threads, no new ones
+    time.sleep(0.6)
+    assert wait_no_reader_threads(2.0) == []  # idle: ended
+    seen.clear()
+    reader.cache.clear()
+    np.testing.assert_array_equal(reader.read(grid, 0, 0, 200, 300), image[:200, :300])  # started again
+    assert any(t.name.startswith("wsikit-reader") for t in seen)
+    reader.close()
+    assert [t for t in threading.enumerate() if t.name.startswith("wsikit-reader")] == []  # close joins them
+
+
+def test_kept_helper_threads_run_the_exit_hooks_and_end_with_their_reader(image):
+    from wsikit import reader as reader_module
+
+    ended = []
+    hook = lambda: ended.append(threading.current_thread().name)  # noqa: E731
+    reader_module.THREAD_EXIT_HOOKS.append(hook)
+    try:
+        reader = TiledReader(workers=3)
+        source = CountingImage(image, (16, 16), delay=0.0002)
+        reader.read(source.tile_grid, 0, 0, 200, 300)
+        assert ended == []
+        del reader  # dropped without close(): its threads are told to end
+        assert wait_no_reader_threads() == []
+        assert sorted(ended) == ["wsikit-reader-0", "wsikit-reader-1"]
+    finally:
+        reader_module.THREAD_EXIT_HOOKS.remove(hook)
+
+
+def test_many_threads_share_the_kept_helpers(image):
+    from concurrent.futures import ThreadPoolExecutor
+
+    reader = TiledReader(workers=2)
+    source = CountingImage(image, (16, 16))
+    boxes = [(i, j, i + 100, j + 120) for i in range(0, 100, 23) for j in range(0, 190, 41)]  # inside 203 x 317
+
+    def read(box):
+        i0, j0, i1, j1 = box
+        return np.array_equal(reader.read(source.tile_grid, *box), image[i0:i1, j0:j1])
+
+    with ThreadPoolExecutor(4) as pool:
+        assert all(pool.map(read, boxes * 3))
+    assert len([t for t in threading.enumerate() if t.name.startswith("wsikit-reader")]) <= 1
+    reader.close()
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_a_forked_child_reads_with_new_helper_threads(image):
+    import os
+    import warnings
+
+    reader = TiledReader(workers=3)
+    source = CountingImage(image, (16, 16))
+    reader.read(source.tile_grid, 0, 0, 200, 300)  # the parent's helpers are running
+    reader.cache.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads: what this test is about
+        pid = os.fork()
+    if pid == 0:  # the child: the parent's helper threads did not come along
+        code = 1
+        try:
+            ok = np.array_equal(reader.read(source.tile_grid, 3, 4, 190, 280), image[3:190, 4:280])
+            reader.close()
+            code = 0 if ok else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    reader.close()

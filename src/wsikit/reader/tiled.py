@@ -26,7 +26,7 @@ import numpy as np
 from .cache import DEFAULT_CACHE_BYTES, TileCache, _Pending
 from .tile_grid import TileGrid, decoded_tile, stitch
 from .uses import UseWindow, _GridUses
-from .workers import WorkerPool, default_workers
+from .workers import LazyPool, WorkerPool, default_workers
 
 # Decoded pixels a stream may hold in regions read ahead of the consumer.
 LOOKAHEAD_BYTES = 128 * 1024**2
@@ -132,6 +132,15 @@ class TiledReader:
         self.cache = TileCache(cache_bytes)
         #: threads that decode the native tiles of one large ``read`` (None: every core)
         self.workers = workers
+        # The helper threads of large reads, kept between them (streams start their own:
+        # they run long, and concurrent ones should not share one queue).
+        self._read_pool = LazyPool()
+
+    def close(self) -> None:
+        """Drop the cached tiles and end the helper threads of large reads (a later read
+        starts them again)."""
+        self.cache.clear()
+        self._read_pool.close()
 
     def read(self, grid: TileGrid, i0: int, j0: int, i1: int, j1: int) -> np.ndarray:
         """Pixels [i0:i1, j0:j1] of the level; the box must lie inside the level.
@@ -145,8 +154,9 @@ class TiledReader:
         tj0, tj1 = j0 // tw, (j1 - 1) // tw
         workers = default_workers() if self.workers is None else self.workers
         if workers > 1 and (ti1 - ti0 + 1) * (tj1 - tj0 + 1) >= PARALLEL_READ_TILES:
-            # A large box: its native tiles are decoded on every core.
-            [(_, value, error)] = self.stream([None], lambda _: (grid, i0, j0, i1, j1), _as_is, workers=workers)
+            # A large box: its native tiles are decoded on every core (this thread and the kept helpers).
+            [(_, value, error)] = self.stream([None], lambda _: (grid, i0, j0, i1, j1), _as_is, workers=workers,
+                                              pool=self._read_pool.get(workers - 1))
             if error is not None:
                 raise error
             return value
@@ -163,7 +173,7 @@ class TiledReader:
 
     def stream(self, items: Iterable[Any], box_of: Callable[[Any], _Box | None], finish: _Finish, *,
                workers: int | None = None, lookahead: int | None = None,
-               uses: dict[Hashable, np.ndarray] | UseWindow | None = None
+               uses: dict[Hashable, np.ndarray] | UseWindow | None = None, pool: WorkerPool | None = None
                ) -> Iterator[tuple[Any, Any, BaseException | None]]:
         """Read a region for every item, in order: yields ``(item, value, error)``.
 
@@ -176,10 +186,11 @@ class TiledReader:
         thread (whenever it would otherwise wait) and ``workers - 1`` started here. ``uses``
         (from :func:`count_uses`, or a :class:`UseWindow` filled ahead of the items) says how
         many regions need each native tile: a tile needed once is not cached, a tile is
-        dropped from the cache after its last use.
+        dropped from the cache after its last use. ``pool``: the ``workers - 1`` helper
+        threads to use, left running after the stream (default: started and ended here).
         """
         workers = default_workers() if workers is None else workers
-        pool: WorkerPool | None = None
+        own_pool = pool is None
         window: deque[_Region] = deque()
         signal = _Signal()
         batch: _Batch = []  # decodes not yet handed to the workers
@@ -187,7 +198,10 @@ class TiledReader:
             iterator = iter(items)
             inline = workers <= 1
             # The calling thread decodes too, whenever it would otherwise wait.
-            pool = None if inline else WorkerPool(workers - 1)
+            if inline:
+                pool = None
+            elif own_pool:
+                pool = WorkerPool(workers - 1)
             limit = 1 if inline else lookahead
             size = 1
             failure: Exception | None = None  # raised by the items' own iterator
@@ -235,7 +249,7 @@ class TiledReader:
             window.clear()
             if batch and pool is not None:
                 _submit(pool, self.cache, batch, size)  # other streams may wait on these decodes
-            if pool is not None:
+            if pool is not None and own_pool:
                 pool.shutdown()
 
     def _wait(self, window: deque[_Region], signal: _Signal, ahead: int) -> None:
