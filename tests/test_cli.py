@@ -156,3 +156,22 @@ def test_tile_codec_and_passthrough_options(sample_svs, tmp_path):
     with pytest.raises(SystemExit) as exited:
         main(["tile", sample_svs, "--out", str(tmp_path / "x"), "--codec", "gzip"])
     assert exited.value.code == 2
+
+
+def test_tile_resampling_option_reaches_the_reader(sample_svs, tmp_path):
+    import zarr
+
+    with wsikit.open_slide(sample_svs) as slide:
+        mpp = 2 * slide.mpp[0]
+        plan = slide.tile_plan(64, mpp=mpp)
+        expected = {r: np.stack([t.image for t in slide.read_plan(plan, resampling=r)]) for r in ("fast", "exact")}
+    assert not np.array_equal(expected["fast"], expected["exact"])  # the two paths differ on this slide
+    for flag, resampling in (([], "fast"), (["--resampling", "exact"], "exact"), (["--resampling", "fast"], "fast")):
+        out = tmp_path / ("z" + "".join(flag))
+        assert main(["tile", sample_svs, "--out", str(out), "--shape", "64", "--mpp", str(mpp), "--quiet", *flag]) == 0
+        group = zarr.open_group(str(out / "sample" / "tiles.zarr"), mode="r")
+        np.testing.assert_array_equal(np.asarray(group["tiles"][:]), expected[resampling])
+        assert group.attrs["wsikit"]["options"].get("resampling", "fast") == resampling  # recorded unless the default
+    with pytest.raises(SystemExit) as exited:
+        main(["tile", sample_svs, "--out", str(tmp_path / "x"), "--resampling", "bilinear"])
+    assert exited.value.code == 2

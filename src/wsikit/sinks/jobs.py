@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from ..checks import as_int, as_pair
 from ..plan import Plan
+from ..reader.scaled import DEFAULT_RESAMPLING, check_resampling
 from .manifest import plan_digest
 from .codecs import CHUNK_CODECS, DEFAULT_CODEC
 
@@ -51,7 +52,8 @@ class TileOptions:
     a reader. ``codec`` is the lossless chunk codec of the zarr format (``lz4`` or ``zstd``, see
     :mod:`wsikit.sinks.codecs`); ``passthrough`` lets the jpeg format store the slide's
     own JPEG tiles where the tile grid is the file's (no decoding, no loss; see
-    :mod:`wsikit.sinks.writers.passthrough`). Raises TypeError / ValueError naming a bad argument.
+    :mod:`wsikit.sinks.writers.passthrough`); ``resampling`` is read_plan's (``fast`` or
+    ``exact``). Raises TypeError / ValueError naming a bad argument.
     """
 
     # The order of the fields is the order of the keys in the Zarr group's attributes.
@@ -70,13 +72,15 @@ class TileOptions:
     #: an annotation file or a folder of them matched by stem, and {class: fraction} to keep
     annotations: str | None
     min_label: tuple[tuple[str, float], ...] | None
+    #: "fast" (JPEG levels decoded at 1/2, 1/4, 1/8 where tiles are coarser) or "exact" (area means)
+    resampling: str
 
     def __init__(self, shape: int | tuple[int, int] = (256, 256), stride: int | tuple[int, int] | None = None,
                  pad: bool = False, level: int | None = None, mpp: float | None = None,
                  magnification: float | None = None, min_tissue: float | None = None, format: str = "zarr",
                  jpeg_quality: int = 90, backend: str | None = None, codec: str = DEFAULT_CODEC,
                  passthrough: bool = True, annotations: str | os.PathLike[str] | None = None,
-                 min_label: Mapping[str, float] | None = None) -> None:
+                 min_label: Mapping[str, float] | None = None, resampling: str = DEFAULT_RESAMPLING) -> None:
         shape = as_pair(shape, "shape", minimum=1)
         if stride is not None:
             stride = as_pair(stride, "stride", minimum=1)
@@ -100,7 +104,7 @@ class TileOptions:
             "shape": shape, "stride": stride, "pad": pad, "level": level, "mpp": mpp,
             "magnification": magnification, "min_tissue": min_tissue, "annotations": labels[0], "min_label": labels[1],
             "format": format, "jpeg_quality": jpeg_quality, "backend": backend,
-            "codec": codec, "passthrough": passthrough,
+            "codec": codec, "passthrough": passthrough, "resampling": check_resampling(resampling),
         }
         for name, value in values.items():
             object.__setattr__(self, name, value)  # frozen: the dataclass forbids plain assignment
@@ -124,6 +128,8 @@ class TileOptions:
         for key in ("annotations", "min_label"):  # recorded only when given: older records stay valid
             if out[key] is None:
                 del out[key]
+        if self.resampling == DEFAULT_RESAMPLING:
+            del out["resampling"]
         if self.min_label is not None:
             out["min_label"] = dict(self.min_label)
         return out

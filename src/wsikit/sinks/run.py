@@ -140,7 +140,7 @@ def write_range(part: SlidePart, start: int = 0, stop: int | None = None, slide:
             if progress is not None:
                 progress(done)
     rest = plan.take(positions)
-    tiles = slide.read_plan(rest, workers=job.read_workers)
+    tiles = slide.read_plan(rest, workers=job.read_workers, resampling=job.options.resampling)
 
     def write(run: list[PendingTile]) -> int:
         writer.write_run(run)
