@@ -2,6 +2,7 @@
 as local-only, missing filesystems name their extra, options are checked, names are safe."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -9,12 +10,17 @@ import numpy as np
 import pytest
 
 import wsikit
-from wsikit.errors import UnsupportedFormatError
+from wsikit.errors import CorruptSlideError, UnsupportedFormatError
 from wsikit.remote.fileobj import SourceFile
 from wsikit.remote.prefetch import prefetch_ahead
 from wsikit.remote.settings import parse_storage_option, split_options
 from wsikit.remote.source import LocalSource, _ByteCache, coalesce
 from wsikit.remote.urls import display_url, is_url, url_name
+from wsikit.tiff_structure import ifd_chain_problem
+from tests.servers import require
+from tests.servers.nginx import NginxServer, nginx_path
+
+_REGRESSIONS = Path(__file__).resolve().parents[1] / "regressions"
 
 
 def test_urls_are_told_from_paths() -> None:
@@ -99,6 +105,18 @@ def test_formats_only_local_readers_take_are_refused(nginx: Any) -> None:
         wsikit.open_slide(nginx.url + "sample.svs", backend="dicom")
     with pytest.raises(FileNotFoundError, match="missing.svs"):
         wsikit.open_slide(nginx.url + "missing.svs")
+
+
+def test_an_ifd_chain_that_loops_is_refused_over_http(tmp_path: Path) -> None:
+    """The IFD chain walk of local files (wsikit.tiff_structure) runs over the remote source's reads."""
+    require("nginx", nginx_path() is not None, "install the Debian package nginx-light")
+    shutil.copy(_REGRESSIONS / "ifd-chain-loops-back.tif", tmp_path / "loop.tif")
+    problem = ifd_chain_problem(str(tmp_path / "loop.tif"))
+    assert problem is not None and "loops" in problem
+    with NginxServer(tmp_path) as server:
+        with pytest.raises(CorruptSlideError) as caught:
+            wsikit.open_slide(server.url + "loop.tif")
+    assert problem in str(caught.value) and "loop.tif" in str(caught.value)
 
 
 def test_missing_filesystem_names_the_extra() -> None:

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UnsupportedFormatError
+from ..tiff_structure import TIFF_MAGIC
 from .filesystems import list_prefix
 from .settings import defaults_for, split_options
 from .source import RemoteSource
@@ -26,7 +27,6 @@ from .urls import display_url, local_path_of, protocol_of
 if TYPE_CHECKING:
     from ..backends.base import SlideBackend
 
-_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 _LOCAL_ONLY = {"openslide": "OpenSlide", "bioformats": "Bio-Formats"}
 _handoff = threading.local()
 
@@ -66,7 +66,7 @@ def open_url(url: str, backend: str | None, options: dict[str, Any]) -> SlideBac
             raise UnsupportedFormatError(name, f"a folder; the {chosen!r} backend reads single files")
         return backend_class("dicom")(url, storage_options=storage_options, **options)
     head = source.read_at(0, 132)
-    if head[:4] in _TIFF_MAGIC:
+    if head[:4] in TIFF_MAGIC:
         found = "tiff"
     elif is_dicom_head(head):
         found = "dicom"
