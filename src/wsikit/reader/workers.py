@@ -154,13 +154,14 @@ class LazyPool:
     own regions need whenever it would otherwise wait (``TiledReader._wait``). Its threads
     end after :data:`IDLE_SECONDS` without work, at :meth:`close`, or when the owner is
     dropped, each running :data:`THREAD_EXIT_HOOKS`. In a forked child the parent's pool is
-    left alone (its threads did not come along) and a new one is made.
+    forgotten (its threads did not come along; ``os.register_at_fork``) and a new one is made.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._pool: IdlePool | None = None
         self._finalizer: weakref.finalize | None = None
+        _LAZY_POOLS.add(self)
 
     def get(self, count: int) -> WorkerPool:
         """The pool, with ``count`` threads (a pool of another size is replaced)."""
@@ -190,6 +191,26 @@ class LazyPool:
         if self._finalizer is not None:
             self._finalizer.detach()
             self._finalizer = None
+
+    def _forget(self) -> None:
+        """In a forked child: the parent's threads did not come along, and its lock may have
+        been held by one of them at the fork."""
+        self._lock = threading.Lock()
+        self._pool = None
+        self._release()
+
+
+#: every LazyPool of the process, forgotten in a forked child
+_LAZY_POOLS: weakref.WeakSet[LazyPool] = weakref.WeakSet()
+
+
+def _forget_pools_after_fork() -> None:
+    for pool in list(_LAZY_POOLS):
+        pool._forget()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pools_after_fork)
 
 
 def ordered_map(fn: Callable[[_Item], _Result], items: Iterable[_Item], workers: int | None = None,
