@@ -3,15 +3,26 @@
 
 On a machine without a server's program the tests that need it skip, naming what is
 missing; with the environment variable ``CI`` set they fail instead (:func:`require`).
+
+Every server is a :class:`Server` (``with X(...) as server:`` starts it, then stops it);
+those that run as a process are started with :func:`start_process` (which waits until the
+process is ready, and stops it when it is not) and stopped with :func:`stop_process`.
 """
 from __future__ import annotations
 
 import os
 import shutil
 import socket
+import subprocess
 import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, TypeVar
 
 import pytest
+
+_S = TypeVar("_S", bound="Server")
 
 
 def require(what: str, available: bool, hint: str) -> None:
@@ -52,3 +63,53 @@ def wait_for_port(port: int, timeout: float = 10.0, process: object = None) -> N
         except OSError:
             time.sleep(0.05)
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+def start_process(args: Sequence[str], port: int, *, timeout: float = 10.0,
+                  ready: Callable[[subprocess.Popen[bytes]], None] | None = None,
+                  cwd: str | os.PathLike[str] | None = None, stdout: int | IO[Any] | None = subprocess.DEVNULL,
+                  stderr: int | IO[Any] | None = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
+    """A server process started and ready: ``ready(process)`` returned (by default: once
+    127.0.0.1:``port`` accepts connections, within ``timeout`` seconds). When it is not
+    ready, the process is stopped and the RuntimeError raised."""
+    process = subprocess.Popen(list(args), cwd=None if cwd is None else Path(cwd), stdout=stdout, stderr=stderr)
+    try:
+        if ready is None:
+            wait_for_port(port, timeout=timeout, process=process)
+        else:
+            ready(process)
+    except BaseException:
+        stop_process(process)
+        raise
+    return process
+
+
+def stop_process(process: subprocess.Popen[bytes] | None) -> None:
+    """Terminate a server process (killed when it has not ended 10 s later), closing its pipes."""
+    if process is None:
+        return
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    for pipe in (process.stdout, process.stderr):
+        if pipe is not None:
+            pipe.close()
+
+
+class Server:
+    """A test server: ``with Server() as server:`` runs :meth:`start`, then :meth:`stop`."""
+
+    def start(self: _S) -> _S:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _S) -> _S:
+        return self.start()
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()

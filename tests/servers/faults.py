@@ -18,14 +18,13 @@ import asyncio
 import re
 import threading
 from collections import deque
-from types import TracebackType
 
-from . import free_port
+from . import Server, free_port
 
 _RANGE = re.compile(r"bytes=(\d+)-(\d+)?")
 
 
-class FaultServer:
+class FaultServer(Server):
     """``with FaultServer(data) as server:`` the bytes at ``server.url + "slide.svs"`` (any path)."""
 
     def __init__(self, data: bytes, stall_seconds: float = 30.0) -> None:
@@ -152,9 +151,3 @@ class FaultServer:
         if self._thread is not None:
             self._thread.join(10)
             self._thread = None
-
-    def __enter__(self) -> FaultServer:
-        return self.start()
-
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()

@@ -16,9 +16,8 @@ import asyncio
 import subprocess
 import sys
 from pathlib import Path
-from types import TracebackType
 
-from . import free_port, wait_for_port
+from . import Server, free_port, start_process, stop_process
 
 _ROOT = Path(__file__).resolve().parents[2]
 
@@ -84,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-class LatencyProxy:
+class LatencyProxy(Server):
     """``with LatencyProxy(target_port, delay_ms) as proxy:`` connect to ``proxy.port``."""
 
     def __init__(self, target_port: int, delay_ms: float) -> None:
@@ -95,27 +94,14 @@ class LatencyProxy:
 
     def start(self) -> LatencyProxy:
         self.port = free_port()
-        self._process = subprocess.Popen(
+        self._process = start_process(
             [sys.executable, "-m", "tests.servers.latency_proxy", "--target-port", str(self.target_port),
-             "--delay-ms", str(self.delay_ms), "--port", str(self.port)], cwd=_ROOT, stdout=subprocess.DEVNULL)
-        wait_for_port(self.port, process=self._process)
+             "--delay-ms", str(self.delay_ms), "--port", str(self.port)], self.port, cwd=_ROOT, stderr=None)
         return self
 
     def stop(self) -> None:
-        if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-            self._process = None
-
-    def __enter__(self) -> LatencyProxy:
-        return self.start()
-
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()
+        stop_process(self._process)
+        self._process = None
 
 
 if __name__ == "__main__":

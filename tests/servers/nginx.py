@@ -10,9 +10,8 @@ import os
 import subprocess
 import tempfile
 from pathlib import Path
-from types import TracebackType
 
-from . import free_port, program, wait_for_port
+from . import Server, free_port, program, start_process, stop_process
 
 NGINX_CANDIDATES = ("/usr/sbin/nginx", "/usr/local/sbin/nginx")
 
@@ -47,7 +46,7 @@ def nginx_path() -> str | None:
     return program("nginx", *NGINX_CANDIDATES)
 
 
-class NginxServer:
+class NginxServer(Server):
     """``with NginxServer(folder) as server:`` files of ``folder`` at ``server.url + name``."""
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
@@ -66,10 +65,9 @@ class NginxServer:
         self.port = free_port()
         config = Path(prefix) / "nginx.conf"
         config.write_text(_CONFIG.format(prefix=prefix, port=self.port, root=self.root))
-        self._process = subprocess.Popen([binary, "-p", prefix, "-e", f"{prefix}/error.log", "-c", str(config)],
-                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
-            wait_for_port(self.port, process=self._process)
+            self._process = start_process([binary, "-p", prefix, "-e", f"{prefix}/error.log", "-c", str(config)],
+                                          self.port, stderr=subprocess.PIPE)
         except RuntimeError:
             self.stop()
             raise
@@ -86,22 +84,8 @@ class NginxServer:
             return sum(1 for _ in f)
 
     def stop(self) -> None:
-        if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-            if self._process.stderr is not None:
-                self._process.stderr.close()
-            self._process = None
+        stop_process(self._process)
+        self._process = None
         if self._prefix is not None:
             self._prefix.cleanup()
             self._prefix = None
-
-    def __enter__(self) -> NginxServer:
-        return self.start()
-
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()

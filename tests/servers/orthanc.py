@@ -23,9 +23,8 @@ import time
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
-from types import TracebackType
 
-from . import free_port, program, require
+from . import Server, free_port, program, require, start_process, stop_process
 
 ORTHANC_CANDIDATES = ("/usr/sbin/Orthanc", "/usr/bin/Orthanc", "/usr/local/bin/Orthanc")
 PLUGIN_PATTERNS = ("/usr/share/orthanc/plugins*/libOrthancDicomWeb.so", "/usr/lib/orthanc/libOrthancDicomWeb.so*",
@@ -50,7 +49,7 @@ def require_orthanc() -> None:
     require("Orthanc's DICOMweb plugin", dicomweb_plugin() is not None, "install the Debian package orthanc-dicomweb")
 
 
-class OrthancServer:
+class OrthancServer(Server):
     """An Orthanc process with the DICOMweb plugin; ``url`` is its REST root, ``dicomweb`` the DICOMweb root."""
 
     def __init__(self, users: dict[str, str] | None = None) -> None:
@@ -80,25 +79,23 @@ class OrthancServer:
                 "HttpThreadsCount": 16, "StorageCompression": False, "HttpTimeout": 60,
             }
             (folder / "orthanc.json").write_text(json.dumps(config))
-            log = open(folder / "orthanc.log", "ab")
-            self._process = subprocess.Popen([binary, str(folder / "orthanc.json")], cwd=folder, stdout=log,
-                                             stderr=subprocess.STDOUT)
-            log.close()
             self.url = f"http://127.0.0.1:{self.port}"
             self.dicomweb = f"{self.url}/dicom-web"
             try:
-                self._wait_ready()
+                with open(folder / "orthanc.log", "ab") as log:
+                    self._process = start_process([binary, str(folder / "orthanc.json")], self.port,
+                                                  ready=self._wait_ready, cwd=folder, stdout=log,
+                                                  stderr=subprocess.STDOUT)
                 return self
             except RuntimeError:
-                self._kill()
                 if attempt == attempts - 1:
                     raise RuntimeError(f"Orthanc did not start; its log:\n{self.log()[-2000:]}") from None
         return self
 
-    def _wait_ready(self, timeout: float = 20.0) -> None:
+    def _wait_ready(self, process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self._process is not None and self._process.poll() is not None:
+            if process.poll() is not None:
                 raise RuntimeError("Orthanc exited")
             try:
                 status, _ = self.request("GET", "/system")
@@ -117,27 +114,12 @@ class OrthancServer:
         except OSError:
             return ""
 
-    def _kill(self) -> None:
-        if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-            self._process = None
-
     def stop(self) -> None:
-        self._kill()
+        stop_process(self._process)
+        self._process = None
         if self._folder is not None:
             self._folder.cleanup()
             self._folder = None
-
-    def __enter__(self) -> OrthancServer:
-        return self.start()
-
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()
 
     # -- REST ------------------------------------------------------------------------------
     def auth_headers(self) -> dict[str, str]:

@@ -7,10 +7,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from types import TracebackType
 from typing import Any
 
-from . import free_port, wait_for_port
+from . import Server, free_port, start_process, stop_process, wait_for_port
 
 #: the fake credentials the tests use; tests check that they never show up in errors and reprs
 ACCESS_KEY = "wsikit-test-key"
@@ -26,7 +25,7 @@ def moto_available() -> bool:
     return True
 
 
-class S3Server:
+class S3Server(Server):
     """``with S3Server() as s3:`` a bucket ``s3.bucket`` at ``s3.endpoint``.
 
     The server runs on a thread of this process (moto's ThreadedMotoServer), or with
@@ -49,9 +48,8 @@ class S3Server:
 
         self.port = free_port()
         if self.own_process:
-            self._process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
-                                              str(self.port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            wait_for_port(self.port, timeout=30, process=self._process)
+            self._process = start_process([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
+                                           str(self.port)], self.port, timeout=30)
         else:
             logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request on stderr
             self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
@@ -80,17 +78,5 @@ class S3Server:
         if self._server is not None:
             self._server.stop()
             self._server = None
-        if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-            self._process = None
-
-    def __enter__(self) -> S3Server:
-        return self.start()
-
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()
+        stop_process(self._process)
+        self._process = None

@@ -22,12 +22,13 @@ import threading
 import time
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+
+from tests.servers import Server
 
 _HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length"}
 
 
-class FaultProxy:
+class FaultProxy(Server):
     """``with FaultProxy("http://127.0.0.1:8042") as proxy:`` send requests to ``proxy.url``."""
 
     def __init__(self, target: str, stall_seconds: float = 30.0, match: str = "/frames/") -> None:
@@ -115,12 +116,6 @@ class FaultProxy:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
-
-    def __enter__(self) -> FaultProxy:
-        return self.start()
-
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()
 
 
 def _drop_last_part(content_type: str, body: bytes) -> bytes:
