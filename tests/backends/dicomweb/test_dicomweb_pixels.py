@@ -198,6 +198,29 @@ def test_icc_profiles_as_local(with_icc: Served, orthanc) -> None:
                                   converted.extract_region((0, 0), converted.shape))
 
 
+def test_colour_converted_thumbnails_as_local(orthanc, tmp_path) -> None:
+    """With color="srgb" the thumbnail is read from a level, converted (the THUMBNAIL
+    instance would be large enough, but it is not converted), as for a local series."""
+    import imagecodecs
+    import pydicom
+
+    from .conftest import write_series
+
+    files = write_series(tmp_path, "full-explicit", seed=72)
+    wide_gamut = bytes(imagecodecs.cms_profile("rgb", whitepoint=[0.3127, 0.329],
+                                               primaries=[0.64, 0.33, 0.21, 0.71, 0.15, 0.06], gamma=2.2))
+    for path in files:
+        ds = pydicom.dcmread(path)
+        ds.OpticalPathSequence[0].ICCProfile = wide_gamut
+        ds.save_as(path)
+    [(study, series)] = orthanc.upload(files)
+    with wsikit.open_slide(orthanc.series_url(study, series), color="srgb") as remote, \
+            DICOMBackend(str(tmp_path), color="srgb") as converted, DICOMBackend(str(tmp_path)) as raw:
+        size = (50, 75)  # the THUMBNAIL instance (171 x 256) covers it
+        assert not np.array_equal(converted.get_thumbnail(size), raw.get_thumbnail(size))  # conversion changes pixels
+        assert np.array_equal(remote.get_thumbnail(size), converted.get_thumbnail(size))
+
+
 def _child_read(slide, queue) -> None:  # runs in a forked process
     try:
         queue.put(slide.extract_region((500, 700), (300, 600)).tobytes())
