@@ -5,8 +5,8 @@ On a machine without a server's program the tests that need it skip, naming what
 missing; with the environment variable ``CI`` set they fail instead (:func:`require`).
 
 Every server is a :class:`Server` (``with X(...) as server:`` starts it, then stops it);
-those that run as a process are started with :func:`start_process` (which waits until the
-process is ready, and stops it when it is not) and stopped with :func:`stop_process`.
+those that run as a process (:class:`ProcessServer`) are started with :func:`start_process`,
+which waits until the process is ready and stops it when it is not.
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -113,3 +114,18 @@ class Server:
 
     def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()
+
+
+class ProcessServer(Server):
+    """A server run as a process (``_process``), with an optional temporary folder
+    (``_folder``: its configuration, logs, storage); :meth:`stop` ends the one and removes the other."""
+
+    _process: subprocess.Popen[bytes] | None = None
+    _folder: tempfile.TemporaryDirectory[str] | None = None
+
+    def stop(self) -> None:
+        stop_process(self._process)
+        self._process = None
+        if self._folder is not None:
+            self._folder.cleanup()
+            self._folder = None

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import subprocess
 import sys
 from pathlib import Path
 
-from . import Server, free_port, start_process, stop_process
+from . import ProcessServer, free_port, start_process
 
 _ROOT = Path(__file__).resolve().parents[2]
 
@@ -83,14 +82,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-class LatencyProxy(Server):
+class LatencyProxy(ProcessServer):
     """``with LatencyProxy(target_port, delay_ms) as proxy:`` connect to ``proxy.port``."""
 
     def __init__(self, target_port: int, delay_ms: float) -> None:
         self.target_port = target_port
         self.delay_ms = delay_ms
         self.port = 0
-        self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> LatencyProxy:
         self.port = free_port()
@@ -98,10 +96,6 @@ class LatencyProxy(Server):
             [sys.executable, "-m", "tests.servers.latency_proxy", "--target-port", str(self.target_port),
              "--delay-ms", str(self.delay_ms), "--port", str(self.port)], self.port, cwd=_ROOT, stderr=None)
         return self
-
-    def stop(self) -> None:
-        stop_process(self._process)
-        self._process = None
 
 
 if __name__ == "__main__":

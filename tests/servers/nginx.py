@@ -11,7 +11,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from . import Server, free_port, program, start_process, stop_process
+from . import ProcessServer, free_port, program, start_process
 
 NGINX_CANDIDATES = ("/usr/sbin/nginx", "/usr/local/sbin/nginx")
 
@@ -46,22 +46,20 @@ def nginx_path() -> str | None:
     return program("nginx", *NGINX_CANDIDATES)
 
 
-class NginxServer(Server):
+class NginxServer(ProcessServer):
     """``with NginxServer(folder) as server:`` files of ``folder`` at ``server.url + name``."""
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).resolve()
         self.port = 0
         self.url = ""
-        self._prefix: tempfile.TemporaryDirectory[str] | None = None
-        self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> NginxServer:
         binary = nginx_path()
         if binary is None:
             raise RuntimeError("nginx is not installed")
-        self._prefix = tempfile.TemporaryDirectory(prefix="wsikit-nginx-")
-        prefix = self._prefix.name
+        self._folder = tempfile.TemporaryDirectory(prefix="wsikit-nginx-")
+        prefix = self._folder.name
         self.port = free_port()
         config = Path(prefix) / "nginx.conf"
         config.write_text(_CONFIG.format(prefix=prefix, port=self.port, root=self.root))
@@ -76,16 +74,9 @@ class NginxServer(Server):
 
     def request_count(self) -> int:
         """Requests nginx has logged so far."""
-        assert self._prefix is not None
-        log = Path(self._prefix.name) / "access.log"
+        assert self._folder is not None
+        log = Path(self._folder.name) / "access.log"
         if not log.exists():
             return 0
         with open(log, "rb") as f:
             return sum(1 for _ in f)
-
-    def stop(self) -> None:
-        stop_process(self._process)
-        self._process = None
-        if self._prefix is not None:
-            self._prefix.cleanup()
-            self._prefix = None

@@ -24,7 +24,7 @@ import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
-from . import Server, free_port, program, require, start_process, stop_process
+from . import ProcessServer, free_port, program, require, start_process
 
 ORTHANC_CANDIDATES = ("/usr/sbin/Orthanc", "/usr/bin/Orthanc", "/usr/local/bin/Orthanc")
 PLUGIN_PATTERNS = ("/usr/share/orthanc/plugins*/libOrthancDicomWeb.so", "/usr/lib/orthanc/libOrthancDicomWeb.so*",
@@ -49,7 +49,7 @@ def require_orthanc() -> None:
     require("Orthanc's DICOMweb plugin", dicomweb_plugin() is not None, "install the Debian package orthanc-dicomweb")
 
 
-class OrthancServer(Server):
+class OrthancServer(ProcessServer):
     """An Orthanc process with the DICOMweb plugin; ``url`` is its REST root, ``dicomweb`` the DICOMweb root."""
 
     def __init__(self, users: dict[str, str] | None = None) -> None:
@@ -57,8 +57,6 @@ class OrthancServer(Server):
         self.port = 0
         self.url = ""
         self.dicomweb = ""
-        self._folder: tempfile.TemporaryDirectory[str] | None = None
-        self._process: subprocess.Popen[bytes] | None = None
         self._pool: object = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -113,13 +111,6 @@ class OrthancServer(Server):
             return (Path(self._folder.name) / "orthanc.log").read_text(errors="replace")
         except OSError:
             return ""
-
-    def stop(self) -> None:
-        stop_process(self._process)
-        self._process = None
-        if self._folder is not None:
-            self._folder.cleanup()
-            self._folder = None
 
     # -- REST ------------------------------------------------------------------------------
     def auth_headers(self) -> dict[str, str]:

@@ -5,11 +5,10 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from typing import Any
 
-from . import Server, free_port, start_process, stop_process, wait_for_port
+from . import ProcessServer, free_port, start_process, wait_for_port
 
 #: the fake credentials the tests use; tests check that they never show up in errors and reprs
 ACCESS_KEY = "wsikit-test-key"
@@ -25,7 +24,7 @@ def moto_available() -> bool:
     return True
 
 
-class S3Server(Server):
+class S3Server(ProcessServer):
     """``with S3Server() as s3:`` a bucket ``s3.bucket`` at ``s3.endpoint``.
 
     The server runs on a thread of this process (moto's ThreadedMotoServer), or with
@@ -39,7 +38,6 @@ class S3Server(Server):
         self.port = 0
         self.endpoint = ""
         self._server: Any = None
-        self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> S3Server:
         import logging
@@ -78,5 +76,4 @@ class S3Server(Server):
         if self._server is not None:
             self._server.stop()
             self._server = None
-        stop_process(self._process)
-        self._process = None
+        super().stop()  # the process, with own_process=True
