@@ -148,7 +148,7 @@ def test_s3_secret_never_in_errors_logs_or_reprs(s3: Any, caplog: pytest.LogCapt
         slide.extract_region((0, 0), (500, 500))
         messages += [repr(slide), repr(slide._tiles.source), repr(slide._tiles.source._fetcher)]  # type: ignore[attr-defined]
         assert secret.encode() in pickle.dumps(slide)  # pickles carry the credentials, as documented
-    for url in (f"s3://{s3.bucket}/missing.svs", f"s3://no-such-bucket/x.svs", f"s3://{s3.bucket}/nothing/"):
+    for url in (f"s3://{s3.bucket}/missing.svs", "s3://no-such-bucket/x.svs", f"s3://{s3.bucket}/nothing/"):
         with pytest.raises((SlideError, FileNotFoundError)) as caught:
             wsikit.open_slide(url, storage_options=dict(s3.storage_options, wsikit_retries=1))
         messages += [str(caught.value), repr(caught.value)]

@@ -34,7 +34,7 @@ from typing import Any, Protocol
 from ..errors import SlideError
 from .fetchers import FetchProblem, RangeFetcher
 from .filesystems import range_fetcher
-from .settings import RemoteSettings, split_options
+from .settings import split_options
 from .urls import display_url
 
 log = logging.getLogger(__name__)
