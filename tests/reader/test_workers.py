@@ -93,7 +93,21 @@ def test_large_reads_keep_their_helper_threads_until_idle_or_closed(image, monke
     assert [t for t in threading.enumerate() if t.name.startswith("wsikit-reader")] == []  # close joins them
 
 
-def test_kept_helper_threads_run_the_exit_hooks_and_end_with_their_reader(image):
+def test_kept_helper_threads_end_with_their_reader(image):
+    reader = TiledReader(workers=3)
+    source = CountingImage(image, (16, 16), delay=0.0002)
+    reader.read(source.tile_grid, 0, 0, 200, 300)
+    kept = [t for t in threading.enumerate() if t.name.startswith("wsikit-reader")]
+    assert len(kept) == 2
+    del reader  # dropped without close(): its threads are told to end
+    for thread in kept:
+        thread.join(5)
+    assert not any(t.is_alive() for t in kept)
+
+
+def test_with_exit_hooks_large_reads_end_their_threads_as_before(image):
+    """Where reader threads must run exit hooks (a JVM to detach from), no thread is kept
+    alive after a read: a JVM's shutdown would wait for a thread still attached."""
     from wsikit import reader as reader_module
 
     ended = []
@@ -102,13 +116,28 @@ def test_kept_helper_threads_run_the_exit_hooks_and_end_with_their_reader(image)
     try:
         reader = TiledReader(workers=3)
         source = CountingImage(image, (16, 16), delay=0.0002)
-        reader.read(source.tile_grid, 0, 0, 200, 300)
-        assert ended == []
-        del reader  # dropped without close(): its threads are told to end
-        assert wait_no_reader_threads() == []
-        assert sorted(ended) == ["wsikit-reader-0", "wsikit-reader-1"]
+        np.testing.assert_array_equal(reader.read(source.tile_grid, 0, 0, 200, 300), image[:200, :300])
+        assert sorted(ended) == ["wsikit-reader-0", "wsikit-reader-1"]  # ended (and hooked) before read returned
+        assert [t for t in threading.enumerate() if t.name.startswith("wsikit-reader")] == []
     finally:
         reader_module.THREAD_EXIT_HOOKS.remove(hook)
+    reader.close()
+
+
+def test_kept_helper_threads_run_the_exit_hooks_when_they_end(image, monkeypatch):
+    from wsikit.reader import workers as workers_module
+
+    ended = []
+    pool = workers_module.IdlePool(2, 0.2)
+    monkeypatch.setattr(workers_module, "THREAD_EXIT_HOOKS", [lambda: ended.append(threading.current_thread().name)])
+    done = threading.Event()
+    pool.submit(done.set)
+    assert done.wait(5)
+    assert wait_no_reader_threads() == []  # idle: ended
+    assert sorted(ended) == ["wsikit-reader-0", "wsikit-reader-1"]
+    pool.submit(done.clear)  # two threads started again
+    pool.shutdown()
+    assert not done.is_set() and len(ended) == 4  # the task ran; both new threads ran the hooks
 
 
 def test_many_threads_share_the_kept_helpers(image):

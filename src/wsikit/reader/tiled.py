@@ -26,7 +26,7 @@ import numpy as np
 from .cache import DEFAULT_CACHE_BYTES, TileCache, _Pending
 from .tile_grid import TileGrid, decoded_tile, stitch
 from .uses import UseWindow, _GridUses
-from .workers import LazyPool, WorkerPool, default_workers
+from .workers import THREAD_EXIT_HOOKS, LazyPool, WorkerPool, default_workers
 
 # Decoded pixels a stream may hold in regions read ahead of the consumer.
 LOOKAHEAD_BYTES = 128 * 1024**2
@@ -154,9 +154,13 @@ class TiledReader:
         tj0, tj1 = j0 // tw, (j1 - 1) // tw
         workers = default_workers() if self.workers is None else self.workers
         if workers > 1 and (ti1 - ti0 + 1) * (tj1 - tj0 + 1) >= PARALLEL_READ_TILES:
-            # A large box: its native tiles are decoded on every core (this thread and the kept helpers).
+            # A large box: its native tiles are decoded on every core (this thread and the kept
+            # helpers). Not where reader threads must run exit hooks (a JVM started for
+            # Bio-Formats): a thread kept alive stays attached to the JVM, whose shutdown at
+            # exit then waits for it forever; those reads end their own threads, as streams do.
+            pool = None if THREAD_EXIT_HOOKS else self._read_pool.get(workers - 1)
             [(_, value, error)] = self.stream([None], lambda _: (grid, i0, j0, i1, j1), _as_is, workers=workers,
-                                              pool=self._read_pool.get(workers - 1))
+                                              pool=pool)
             if error is not None:
                 raise error
             return value
