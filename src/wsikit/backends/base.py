@@ -289,7 +289,7 @@ class SlideBackend(ABC):
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self._reader.cache.clear()
+            self._reader.close()  # its cached tiles and the helper threads of large reads
             self._safe_close()
 
     def _safe_close(self) -> None:
