@@ -143,3 +143,24 @@ def test_label_image_masks_are_its_pixels(sample_svs: str, tmp_path) -> None:
         # the slide's shape gives the downsample when none is given
         fitted = wsikit.read_annotations(path, classes={1: "tumour"}, slide_shape=slide.level_shapes[0])
         assert fitted.regions["tumour"].downsample == (4.0, 4.0)
+
+
+def test_masks_wholly_inside_or_outside_are_shared_and_read_only() -> None:
+    """Tiles wholly inside a class get one shared all-True mask, tiles outside one shared
+    all-False mask, both read-only (so that no tile's change reaches another); the tile on
+    the boundary gets its own writable mask. All equal shapely.contains_xy of the centres."""
+    region = shapely.box(-10.0, -10.0, 40.0, 26.0)  # tiles 0-1 inside, 2 across the edge, 3 outside
+    annotations = Annotations.from_polygons({"r": [region], "far": [shapely.box(500.0, 500.0, 510.0, 510.0)]})
+    boxes = np.array([[0.0, 16.0 * k, 16.0, 16.0] for k in range(4)])  # (row, col, height, width) read boxes
+    frames = TileFrames(boxes, (16, 16), (1.0, 1.0))
+    masks = annotations.tile_masks(frames)
+    centres = np.arange(16) + 0.5
+    for k, tile in enumerate(masks):
+        expected = shapely.contains_xy(region, centres[None, :] + 16 * k, centres[:, None])
+        assert np.array_equal(tile["r"], expected) and tile["r"].dtype == bool and tile["r"].shape == (16, 16)
+        assert not tile["far"].any() and not tile["far"].flags.writeable
+    assert masks[0]["r"] is masks[1]["r"] and masks[0]["r"].all() and not masks[0]["r"].flags.writeable
+    assert masks[3]["r"] is masks[0]["far"] and not masks[3]["r"].any()
+    assert masks[2]["r"].flags.writeable and 0 < masks[2]["r"].sum() < 256
+    with pytest.raises(ValueError):
+        masks[3]["r"][0, 0] = True

@@ -8,6 +8,7 @@ class's region; see :mod:`wsikit.annotations.frames` for where a tile's pixels l
 """
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -38,6 +39,14 @@ def _union(shapes: list[Geometry]) -> Geometry:
     if not (pairs[0] != pairs[1]).any():
         return shapely.MultiPolygon(list(parts))
     return shapely.union_all(parts)
+
+
+@functools.lru_cache(maxsize=16)
+def _constant_mask(value: bool, h: int, w: int) -> np.ndarray:
+    """A read-only (h, w) bool array all ``value``, shared by every tile mask that is."""
+    mask = np.full((h, w), value, dtype=bool)
+    mask.flags.writeable = False
+    return mask
 
 
 class Annotations:
@@ -122,7 +131,10 @@ class Annotations:
         :meth:`fractions` of the same boxes) lets classes absent from a tile skip the work.
 
         The polygon classes of all tiles are filled in one pass (:func:`scanline.fill`); a
-        tile wholly inside a class is all True without it, one outside all False."""
+        tile wholly inside a class is all True without it, one outside all False. Those two
+        are one shared read-only array each (per tile shape), not fresh ones: most tiles of a
+        slide are wholly outside most classes, and 64 KB of zeros per tile and class cost more
+        than the rest of the work (copy a mask before writing into it)."""
         import shapely
 
         if fractions is None:
@@ -146,8 +158,9 @@ class Annotations:
             full = np.flatnonzero(fractions[:, k] >= 1.0)
             if len(full):  # wholly inside (by area): all True when the box lies in the region's interior
                 full = full[shapely.contains_properly(region.geometry, shapely.box(*boxes[full].T))]
+                inside = _constant_mask(True, h, w)
                 for t in full.tolist():
-                    out[t][name] = np.ones((h, w), dtype=bool)
+                    out[t][name] = inside
                 touched[full] = False
             present = np.flatnonzero(touched)
             if not len(present):
@@ -163,11 +176,8 @@ class Annotations:
                                   np.array(slot_tile), frames, slot_geometry)
             for t, name, mask in zip(slot_tile, slot_name, masks):
                 out[t][name] = mask
-        missing = [(m, name) for m in out for name in self.regions if name not in m]
-        # One allocation for all empty masks: the system hands out zeroed pages lazily.
-        for (masks_of_tile, name), empty in zip(missing, np.zeros((len(missing), h, w), dtype=bool)):
-            masks_of_tile[name] = empty
-        return [{name: m[name] for name in self.regions} for m in out]  # in class order
+        empty = _constant_mask(False, h, w)
+        return [{name: m.get(name, empty) for name in self.regions} for m in out]  # in class order
 
     def _edges(self) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
         """The polygon classes' edges and piece offsets together, so that one fill does all."""
