@@ -100,7 +100,9 @@ def fill(edges: np.ndarray, starts: np.ndarray, pair_piece: np.ndarray, pair_slo
     left_parity = (np.cumsum(flips) & 1).astype(bool)  # per row: odd crossings left of the tile
 
     crossings, row_lo, line_lo = crossings[middle], row_lo[middle], line_lo[middle]
-    index, tile, row_start = index[middle], tile[middle], row_start[middle]
+    tile, row_start = tile[middle], row_start[middle]
+    # Per edge first, then per crossing: gathering three 1-D columns is quicker than (n, 4) rows.
+    edge_y, edge_x, edge_slope = (np.ascontiguousarray(e[middle, c]) for c in (0, 2, 3))
     sizes = None if sizes is None else sizes[middle]
     n = int(crossings.sum())
     of = np.repeat(np.arange(len(crossings)), crossings)
@@ -108,8 +110,7 @@ def fill(edges: np.ndarray, starts: np.ndarray, pair_piece: np.ndarray, pair_slo
     row = row_lo[of] + step
     t = tile[of]
     y = centre(row_start[of], None if sizes is None else sizes[of], h, si, row)
-    e = edges[index[of]]
-    x = e[:, 2] + (y - e[:, 0]) * e[:, 3]
+    x = edge_x[of] + (y - edge_y[of]) * edge_slope[of]
     col, on = first_at_least_and_ties(read[t, 1], None if col_size is None else col_size[t], w, sj, x)
     line = line_lo[of] + step
     if on.any():
