@@ -203,3 +203,31 @@ def test_reads_from_many_threads_match_sequential_reads(synthetic):
 def test_options_reach_wsikit(synthetic):
     with compat.OpenSlide(synthetic["svs"], backend="tiff", cache_bytes=0) as slide:
         assert isinstance(slide.backend, wsikit.TiffBackend)
+
+
+@pytest.mark.parametrize("backend", ["tiff", "openslide"])
+def test_read_region_images_can_be_drawn_on(synthetic, reference, backend):
+    """openslide-python's regions are ordinary images: pixel access and paste write to them."""
+    with compat.OpenSlide(synthetic["svs"], backend=backend) as slide:
+        for location in ((100, 50), (-30, -20)):  # inside; partly outside (transparent edge)
+            image = slide.read_region(location, 0, (64, 48))
+            expected = np.asarray(image).copy()
+            image.load()[3, 2] = (1, 2, 3, 4)
+            image.paste((9, 9, 9, 255), (0, 0, 2, 2))
+            expected[2, 3] = (1, 2, 3, 4)
+            expected[:2, :2] = (9, 9, 9, 255)
+            np.testing.assert_array_equal(np.asarray(image), expected)
+
+
+def test_large_regions_from_many_threads_equal_openslide_python(synthetic, reference):
+    """Regions of many native tiles read by 4 threads at once (each decoding its own tiles
+    while the others read) give openslide-python's pixels."""
+    rng = np.random.default_rng(11)
+    with compat.OpenSlide(synthetic["svs"]) as slide, reference.OpenSlide(synthetic["svs"]) as theirs:
+        w, h = slide.dimensions
+        calls = [((int(rng.integers(0, w - 600)), int(rng.integers(0, h - 600))), 0, (600, 600)) for _ in range(24)]
+        calls.append(((w - 300, h - 200), 0, (600, 600)))  # past the corner: transparent there
+        with ThreadPoolExecutor(4) as pool:
+            ours = list(pool.map(lambda call: np.asarray(slide.read_region(*call)), calls))
+        for call, pixels in zip(calls, ours, strict=True):
+            np.testing.assert_array_equal(pixels, np.asarray(theirs.read_region(*call)))

@@ -42,7 +42,7 @@ def region_rgba(backend: Any, x: int, y: int, level: int, width: int, height: in
 
 
 def region_image(backend: Any, x: int, y: int, level: int, width: int, height: int) -> Any:
-    """:func:`region_rgba` as an RGBA PIL image (made without an extra copy where it can)."""
+    """:func:`region_rgba` as a writable RGBA PIL image."""
     from PIL import Image
 
     from ...backends.openslide import OpenSlideBackend
@@ -50,7 +50,9 @@ def region_image(backend: Any, x: int, y: int, level: int, width: int, height: i
     if isinstance(backend, OpenSlideBackend):
         direct = backend.read_rgba((x, y), level, (width, height))
         if direct is not None:
-            return Image.fromarray(direct, "RGBA")
+            # A copy: a view of the array would be read-only, and openslide-python's images
+            # can be drawn on (pixel access, paste).
+            return Image.fromarray(direct, "RGBA").copy()
     if not 0 <= level < backend.level_count:
         return Image.new("RGBA", (width, height), (0, 0, 0, 0))  # OpenSlide paints nothing there
     downsample = backend.level_downsamples[level]
