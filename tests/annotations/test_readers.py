@@ -5,14 +5,12 @@ from __future__ import annotations
 import json
 import resource
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import shapely
 
-import wsikit
 from wsikit import AnnotationError, read_annotations
 from wsikit.annotations import TileFrames
 from wsikit.samples.annotations import random_polygons, write_asap, write_geojson

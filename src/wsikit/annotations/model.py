@@ -131,12 +131,10 @@ class Annotations:
         :meth:`fractions` of the same boxes) lets classes absent from a tile skip the work.
 
         The polygon classes of all tiles are filled in one pass (:func:`scanline.fill`); a
-        tile wholly inside a class is all True without it, one outside all False. Those two
-        are one shared read-only array each (per tile shape), not fresh ones: most tiles of a
-        slide are wholly outside most classes, and 64 KB of zeros per tile and class cost more
-        than the rest of the work (copy a mask before writing into it)."""
-        import shapely
-
+        tile outside a class is all False without it. A mask all False, or all True for a
+        tile wholly inside a class, is one shared read-only array (per tile shape), not a
+        fresh one: most tiles of a slide are wholly outside most classes, and 64 KB per tile
+        and class cost more than the rest of the work (copy a mask before writing into it)."""
         if fractions is None:
             fractions = self.fractions(frames.boxes())
         h, w = frames.shape
@@ -146,6 +144,7 @@ class Annotations:
         pair_piece: list[np.ndarray] = []
         pair_slot: list[np.ndarray] = []
         slot_tile: list[int] = []
+        slot_full: list[np.ndarray] = []  # per slot: the tile wholly covered by area
         slot_name: list[str] = []
         slot_geometry: list[Geometry] = []
         for k, (name, region) in enumerate(self.regions.items()):
@@ -155,13 +154,6 @@ class Annotations:
                 for t, mask in zip(present.tolist(), region.masks(frames, present)):
                     out[t][name] = mask
                 continue
-            full = np.flatnonzero(fractions[:, k] >= 1.0)
-            if len(full):  # wholly inside (by area): all True when the box lies in the region's interior
-                full = full[shapely.contains_properly(region.geometry, shapely.box(*boxes[full].T))]
-                inside = _constant_mask(True, h, w)
-                for t in full.tolist():
-                    out[t][name] = inside
-                touched[full] = False
             present = np.flatnonzero(touched)
             if not len(present):
                 continue
@@ -169,13 +161,22 @@ class Annotations:
             pair_piece.append(piece + first_piece[name])
             pair_slot.append(box_of + len(slot_tile))
             slot_tile.extend(present.tolist())
+            slot_full.append(fractions[present, k] >= 1.0)
             slot_name.extend([name] * len(present))
             slot_geometry.extend([region.geometry] * len(present))
         if slot_tile:
+            slot_full_flags = np.concatenate(slot_full)
             masks = scanline.fill(edges, starts, np.concatenate(pair_piece), np.concatenate(pair_slot),
                                   np.array(slot_tile), frames, slot_geometry)
-            for t, name, mask in zip(slot_tile, slot_name, masks):
-                out[t][name] = mask
+            # Tiles wholly covered by area are filled too (quicker than asking GEOS whether the
+            # box is in the region's interior); those whose pixels all are share one mask.
+            whole = np.flatnonzero(slot_full_flags)
+            all_true = np.zeros(len(slot_tile), dtype=bool)
+            if len(whole):
+                all_true[whole] = masks[whole].reshape(len(whole), -1).all(axis=1)
+            inside = _constant_mask(True, h, w)
+            for t, name, mask, shared in zip(slot_tile, slot_name, masks, all_true.tolist()):
+                out[t][name] = inside if shared else mask
         empty = _constant_mask(False, h, w)
         return [{name: m.get(name, empty) for name in self.regions} for m in out]  # in class order
 
