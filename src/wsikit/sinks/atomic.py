@@ -33,6 +33,8 @@ def _iov_max() -> int:
     return min(1024, limit) if limit > 0 else 16
 
 
+#: bytes per writev call at most (unless one piece is larger)
+WRITE_CALL_BYTES = 1024**2
 #: pieces per writev call at most (the system's limit, 1024 on Linux)
 _IOV_MAX = _iov_max()
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
@@ -72,13 +74,20 @@ def write_atomic(path: str, data: bytes | Iterable[bytes], sync: bool = False) -
 
 
 def _write_all(fd: int, views: list[memoryview]) -> None:
-    """Write ``views`` one after the other to ``fd`` with as few system calls as possible:
-    ``os.writev`` of up to :data:`_IOV_MAX` pieces at a time. A shard is hundreds of
-    pieces; one ``os.write`` each meant as many releases and re-takes of the GIL, each of
-    which can wait for a compressing or decoding thread's switch interval (milliseconds)."""
+    """Write ``views`` one after the other to ``fd``: ``os.writev`` of pieces adding up to
+    about :data:`WRITE_CALL_BYTES` per call (at most :data:`_IOV_MAX` pieces). A shard is
+    hundreds of pieces; one ``os.write`` each costs a system call and a GIL hand-off per
+    tile, while one writev of a whole 20 MB shard measured worse still on this 2-core VM
+    (kernel time up 2x, with spikes: page-cache allocation for one huge call); calls of
+    about 1 MiB measured lowest (0.13 s of kernel time per 500 MB vs 0.20 for per-piece
+    writes)."""
     views = [view for view in views if view.nbytes]
     while views:
-        batch = views[:_IOV_MAX]
+        count, size = 0, 0
+        while count < min(len(views), _IOV_MAX) and (count == 0 or size + views[count].nbytes <= WRITE_CALL_BYTES):
+            size += views[count].nbytes
+            count += 1
+        batch = views[:count]
         written = os.writev(fd, batch) if len(batch) > 1 else os.write(fd, batch[0])
         # A short write (a signal, a full disk that frees up) leaves the rest to write next.
         done = 0
