@@ -88,8 +88,8 @@ class SrgbConverter:
             return array
         image = Image.fromarray(np.ascontiguousarray(array), "RGB")
         converted = ImageCms.applyTransform(image, self._transform)
-        assert converted is not None  # applyTransform returns an image unless inPlace
-        return np.asarray(converted)
+        # applyTransform returns a new image unless asked to work in place
+        return np.asarray(converted if converted is not None else image)
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (SrgbConverter, (self.profile,))

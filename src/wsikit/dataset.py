@@ -27,6 +27,8 @@ process), and ``permutation(seed)`` that order as indices, e.g. for a sampler.
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import csv
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -39,7 +41,6 @@ from .sinks.layout import MANIFEST, ZARR_STORE, slide_stem
 if TYPE_CHECKING:
     from .annotations import Annotations
     from .backends.base import SlideBackend
-    from .plan import TileSpec
 
 Item = dict[str, Any]
 #: the array of a Zarr result that holds the tiles' masks, bit c = class c
@@ -150,17 +151,17 @@ def _annotations_for(annotations: object, k: int, slide: str) -> Annotations | N
                     f"{type(annotations).__name__}")
 
 
-class _Entry:
+class _Entry(ABC):
     """One slide's tiles."""
 
     slide_id: str
 
-    def __len__(self) -> int:
-        raise NotImplementedError
+    @abstractmethod
+    def __len__(self) -> int: ...
 
+    @abstractmethod
     def item(self, k: int, handle: Callable[[str, Callable[[], Any]], Any]) -> Item:
         """Item ``k`` of this entry; ``handle(key, make)`` gives this process's opened slide or store."""
-        raise NotImplementedError
 
 
 class _PlanEntry(_Entry):

@@ -256,12 +256,14 @@ class RemoteSource:
         if self._semaphore is None:
             self._semaphore = asyncio.Semaphore(self.settings.requests)
         settings = self.settings
-        assert self._fetcher is not None
+        fetcher = self._fetcher
+        if fetcher is None:  # closed while the request waited
+            raise RemoteReadError(self.name, "the source was closed")
         for attempt in range(settings.retries + 1):
             try:
                 async with self._semaphore:
                     self.requests += 1
-                    data, total = await self._fetcher.fetch(start, end, self.size if known_size else None,
+                    data, total = await fetcher.fetch(start, end, self.size if known_size else None,
                                                             settings.stall)
                 if not known_size:
                     self.size = total

@@ -14,6 +14,8 @@ WADO-RS) subclass it, each saying only how a group of instances becomes a
 """
 from __future__ import annotations
 
+from abc import abstractmethod
+
 import functools
 import threading
 from collections.abc import Callable, Hashable, Sequence
@@ -49,16 +51,16 @@ class DICOMSlideModel(SlideBackend):
         """Called with the instances of every level and the associated ones before any level
         is opened (the DICOMweb backend registers them with its frame store)."""
 
+    @abstractmethod
     def _open_level(self, members: list[Instance]) -> Level:
         """The level read from ``members`` (instances of one shape, in frame order)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _frame_access(self, key: Hashable, level: Level, table: np.ndarray
                       ) -> tuple[FileOf, Touch | None, Prefetch | None]:
         """How the grid ``key`` of ``level`` (``table``: frame per cell) reads its frames: what
         :func:`~.levels.decode_frame` reads them from, a hook told each cell decoded, and the
         hook of :func:`wsikit.remote.prefetch.with_prefetch` (None: no such hook)."""
-        raise NotImplementedError
 
     def _extra_properties(self, props: dict[str, str]) -> None:
         """Properties a subclass adds after the DICOM ones."""

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import BackendUnavailableError, UnsupportedFormatError
+from ...errors import BackendUnavailableError, SlideError, UnsupportedFormatError
 from ...limits import check_allocation
 from ...plan import Plan, TileSpec
 from ...reader.tiles import TileStream
@@ -143,10 +143,15 @@ class DICOMwebBackend(DICOMSlideModel):
         self._probed: dict[str, int] = {}
         return series
 
+    def _frame_store(self) -> FrameStore:
+        """The frame store made when the series was found (none before, or after a failed start)."""
+        if self._store is None:
+            raise SlideError(self.path, "the DICOMweb series is not connected")
+        return self._store
+
     def _open_series(self, series: SeriesURL, optical_path: str | int | None, focal_plane: int | None) -> None:
         self._readaheads: dict[Hashable, ReadAhead] = {}
-        store = self._store
-        assert store is not None  # set by _connect
+        store = self._frame_store()
         self._open_instances(series_instances(store.client, series, self._probe), optical_path, focal_plane)
 
     def _prepare_levels(self, groups: list[list[Instance]], associated: list[Instance]) -> None:
@@ -156,8 +161,7 @@ class DICOMwebBackend(DICOMSlideModel):
         """Called with the instances as soon as QIDO-RS lists them: the first frames of those
         whose transfer syntax the server does not give are fetched at once (their answer says
         it), while the metadata is still on its way; a read from the start then finds them."""
-        store = self._store
-        assert store is not None
+        store = self._frame_store()
         largest = max(item.frames for item in listed)
         for item in listed:
             url = self._series.instance_url(item.uid)
@@ -172,8 +176,7 @@ class DICOMwebBackend(DICOMSlideModel):
     def _register(self, instances: list[Instance]) -> dict[str, int]:
         """Each instance's index in the frame store (by URL), its transfer syntax known: from
         the metadata, else from the answer of its first frames (fetched by :meth:`_probe`)."""
-        store = self._store
-        assert store is not None
+        store = self._frame_store()
         indices: dict[str, int] = {}
         for instance in instances:
             if instance.path in indices:
@@ -195,8 +198,7 @@ class DICOMwebBackend(DICOMSlideModel):
         return indices
 
     def _source(self, instance: Instance, index: int) -> Source:
-        store = self._store
-        assert store is not None
+        store = self._frame_store()
         target = store.instances[index]
         syntax = target.transfer_syntax or EXPLICIT_LITTLE
         if syntax in NATIVE:
@@ -222,8 +224,7 @@ class DICOMwebBackend(DICOMSlideModel):
 
     def _frame_access(self, key: Hashable, level: Level, table: np.ndarray
                       ) -> tuple[FileOf, Touch | None, Prefetch | None]:
-        store = self._store
-        assert store is not None
+        store = self._frame_store()
         # Where each frame of the level is fetched from: (store instance, 1-based frame number).
         instance_of = np.array([s.frames.instance_index for s in level.sources if isinstance(s.frames, RemoteFrames)])
         where = np.stack([instance_of[level.positions.instance], level.positions.local + 1], axis=1)

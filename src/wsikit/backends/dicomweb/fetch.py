@@ -322,7 +322,8 @@ class _EarlyFrames:
         if not self.trusted:
             return
         syntax = self.target.transfer_syntax
-        assert syntax is not None  # trusted
+        if syntax is None:  # parts are handed over early only when the syntax is known
+            return
         for k, part in enumerate(parts, start=first):
             if k >= len(self.numbers):
                 raise BadAnswer(f"more parts than the {len(self.numbers)} frames asked for")

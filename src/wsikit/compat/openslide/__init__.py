@@ -329,7 +329,7 @@ class OpenSlideCache:
         return f"{type(self).__name__}({self.capacity!r})"
 
 
-class _SlideMap(Mapping[str, _T]):
+class _SlideMap(Mapping[str, _T], ABC):
     """A read-only view that fails, as openslide-python's, once its slide is closed."""
 
     def __init__(self, slide: OpenSlide) -> None:
@@ -338,8 +338,8 @@ class _SlideMap(Mapping[str, _T]):
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {dict(self)!r}>"
 
-    def _names(self) -> list[str]:
-        raise NotImplementedError
+    @abstractmethod
+    def _names(self) -> list[str]: ...
 
     def __len__(self) -> int:
         return len(self._names())
