@@ -24,6 +24,7 @@ other series, named as users look them up (``overview`` is ``macro``), read on f
 """
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -67,13 +68,7 @@ class TiffBackend(SlideBackend):
             return False
         if ifd_chain_problem(path):
             return True  # a TIFF, broken: _open says how
-        try:
-            import tifffile
-
-            with tifffile.TiffFile(path) as tif:
-                return _main_level_page(tif) is not None
-        except Exception:
-            return False
+        return _probe(path) is not None
 
     @classmethod
     def defers_to_others(cls, path: str) -> bool:
@@ -81,14 +76,8 @@ class TiffBackend(SlideBackend):
         backend that recognises the file should be asked first."""
         if not os.path.isfile(path) or not has_tiff_magic(path) or ifd_chain_problem(path):
             return False
-        try:
-            import tifffile
-
-            with tifffile.TiffFile(path) as tif:
-                page = _main_level_page(tif)
-                return page is not None and chunk_bytes(page) > _LARGE_CHUNK_BYTES
-        except Exception:
-            return False
+        level0_chunk = _probe(path)
+        return level0_chunk is not None and level0_chunk > _LARGE_CHUNK_BYTES
 
     def _open(self, *, storage_options: dict[str, Any] | None = None) -> None:
         """``storage_options``: for a URL, the filesystem's options (see wsikit.remote)."""
@@ -297,6 +286,30 @@ def _decodable(image: Any) -> bool:
     page or series)."""
     pages = getattr(image, "pages", None) or [image]
     return not any(compression_problem(page) for page in pages if page is not None)
+
+
+@functools.lru_cache(maxsize=8)
+def _probe_cached(path: str, size: int, mtime_ns: int) -> int | None:
+    """Bytes of one native chunk of the file's main level, None when tifffile finds none
+    (or cannot parse it). Cached per file version: the opener asks ``can_read`` and
+    ``defers_to_others`` about the same file one after the other."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            page = _main_level_page(tif)
+            chunk = None if page is None else chunk_bytes(page)
+    except Exception:
+        chunk = None
+    return chunk
+
+
+def _probe(path: str) -> int | None:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return _probe_cached(path, stat.st_size, stat.st_mtime_ns)
 
 
 def _main_level_page(tif: Any) -> Any | None:
