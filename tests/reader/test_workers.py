@@ -11,6 +11,21 @@ from tests.reader.sources import CountingImage, random_boxes, stream_regions, wa
 from wsikit.reader import TiledReader, ordered_map
 
 
+@pytest.fixture(autouse=True)
+def no_exit_hooks_registered():
+    """These tests are about threads without exit hooks: a JVM started by an earlier test
+    in this process (Bio-Formats) registers one for good, and with a hook registered large
+    reads end their threads instead of keeping them. Empty the shared list in place (the
+    reader holds a reference to it) for each test, and put the hooks back after."""
+    from wsikit.reader import workers as workers_module
+
+    hooks = workers_module.THREAD_EXIT_HOOKS
+    saved = list(hooks)
+    hooks.clear()
+    yield
+    hooks[:] = saved
+
+
 @pytest.mark.parametrize("workers", [1, 3])
 def test_ordered_map_keeps_order(workers):
     def slow_square(x):
