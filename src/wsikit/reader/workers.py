@@ -61,11 +61,7 @@ class WorkerPool:
                 fn, args = task
                 fn(*args)
         finally:
-            for hook in list(THREAD_EXIT_HOOKS):
-                try:
-                    hook()
-                except Exception:  # a hook must not take the pool's shutdown down with it
-                    pass
+            run_exit_hooks()
 
     def shutdown(self, wait: bool = True) -> None:
         # Work already queued still runs (at most the look-ahead's native tiles), so that
@@ -79,6 +75,15 @@ class WorkerPool:
             for thread in self._threads:
                 if thread is not current:  # a pool thread closing its own pool cannot wait for itself
                     thread.join()
+
+
+def run_exit_hooks() -> None:
+    """Run :data:`THREAD_EXIT_HOOKS` in the reader thread that is ending."""
+    for hook in list(THREAD_EXIT_HOOKS):
+        try:
+            hook()
+        except Exception:  # a hook must not take the pool's shutdown down with it
+            pass
 
 
 class IdlePool(WorkerPool):
@@ -125,11 +130,7 @@ class IdlePool(WorkerPool):
                 fn, args = task
                 fn(*args)
         finally:
-            for hook in list(THREAD_EXIT_HOOKS):
-                try:
-                    hook()
-                except Exception:  # a hook must not take the pool's shutdown down with it
-                    pass
+            run_exit_hooks()
 
     def shutdown(self, wait: bool = True) -> None:
         if self.pid != os.getpid():

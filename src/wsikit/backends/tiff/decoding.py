@@ -86,12 +86,7 @@ class NativeTiles:
         page's samples as (z, c, t) = ``sizes`` of its own type.
         """
         prepare_page(page)
-        shape = (int(page.imagelength), int(page.imagewidth))
-        tile_shape = chunk_shape(page)
-        rows, cols = -(-shape[0] // tile_shape[0]), -(-shape[1] // tile_shape[1])
-        samples = int(page.samplesperpixel)
-        separate = samples > 1 and int(page.planarconfig) == 2
-        expected = rows * cols * (samples if separate else 1)
+        shape, tile_shape, (rows, cols), samples, separate, expected = _chunk_layout(page)
         if len(page.dataoffsets) < expected or len(page.databytecounts) < expected:
             raise CorruptSlideError(
                 self.path, f"level {level} lists {len(page.dataoffsets)} tiles or strips, its size needs {expected}")
@@ -130,12 +125,7 @@ class NativeTiles:
         for page in pages:
             if page is not None:
                 prepare_page(page)
-        shape = (int(key.imagelength), int(key.imagewidth))
-        tile_shape = chunk_shape(key)
-        rows, cols = -(-shape[0] // tile_shape[0]), -(-shape[1] // tile_shape[1])
-        samples = int(key.samplesperpixel)
-        separate = samples > 1 and int(key.planarconfig) == 2
-        expected = rows * cols * (samples if separate else 1)
+        shape, tile_shape, (rows, cols), samples, separate, expected = _chunk_layout(key)
         for page in pages:
             if page is not None and (len(page.dataoffsets) < expected or len(page.databytecounts) < expected):
                 raise CorruptSlideError(self.path, f"a plane of level {level} lists {len(page.dataoffsets)} tiles or "
@@ -392,6 +382,17 @@ def _decoder_available(code: int) -> bool:
 
 
 # -- page tables -----------------------------------------------------------------------------
+def _chunk_layout(page: Any) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int], int, bool, int]:
+    """A page's (shape, chunk shape, (chunk rows, chunk columns), samples, whether samples are
+    stored as separate planes, how many chunks its tables must list)."""
+    shape = (int(page.imagelength), int(page.imagewidth))
+    tile_shape = chunk_shape(page)
+    rows, cols = -(-shape[0] // tile_shape[0]), -(-shape[1] // tile_shape[1])
+    samples = int(page.samplesperpixel)
+    separate = samples > 1 and int(page.planarconfig) == 2
+    return shape, tile_shape, (rows, cols), samples, separate, rows * cols * (samples if separate else 1)
+
+
 def chunk_shape(page: Any) -> tuple[int, int]:
     """(rows, columns) of the page's native tiles, or of its strips (cut to the image)."""
     if page.is_tiled:
