@@ -193,18 +193,10 @@ class NativeTiles:
                        jpeg: dict[str, Any] | None = None) -> np.ndarray:
         """Tile or strip ``index`` of ``page`` as (rows, columns, samples); zeros when the
         file stores no bytes for it; CorruptSlideError when its bytes cannot be the tile."""
-        offset = int(page.dataoffsets[index])
-        count = int(page.databytecounts[index])
-        if count == 0 or offset == 0:
+        data = self.stored_bytes(page, index)
+        if data is None:
             # No data stored for this tile: tifffile and libtiff read it as empty (zero).
             return np.zeros(tile_shape + (samples,), dtype=page.dtype)
-        # A lying byte count must not size the read buffer: check it against the file first.
-        if offset + count > self.file_size:
-            raise CorruptSlideError(self.path, _past_the_end(index, offset, count))
-        check_allocation((count,), 1, f"tile/strip {index} data", self.path)
-        data = self.source.read(offset, count)
-        if len(data) != count:
-            raise CorruptSlideError(self.path, _past_the_end(index, offset, count))
         check_encoded_tile(data, page.compression, tile_shape, path=self.path, what=f"tile/strip {index}",
                            exact=page.is_tiled, tables=page.jpegheader)
         if jpeg is not None:
@@ -223,6 +215,21 @@ class NativeTiles:
             return np.zeros(tile_shape + (samples,), dtype=page.dtype)
         return decoded.reshape(decoded.shape[-3:])  # drop the depth axis of 2-D images
 
+    def stored_bytes(self, page: Any, index: int) -> bytes | None:
+        """The bytes stored for tile/strip ``index`` of ``page``, None when the file stores
+        none (offset or count 0); CorruptSlideError when they lie past the end of the file."""
+        offset, count = int(page.dataoffsets[index]), int(page.databytecounts[index])
+        if count == 0 or offset == 0:
+            return None
+        # A lying byte count must not size the read buffer: check it against the file first.
+        if offset + count > self.file_size:
+            raise CorruptSlideError(self.path, _past_the_end(index, offset, count))
+        check_allocation((count,), 1, f"tile/strip {index} data", self.path)
+        data = self.source.read(offset, count)
+        if len(data) != count:
+            raise CorruptSlideError(self.path, _past_the_end(index, offset, count))
+        return data
+
     # -- stored JPEG streams -------------------------------------------------------------
     def native_jpeg(self, page: Any, index: int, tile_shape: tuple[int, int], colour: str | None) -> bytes | None:
         """Tile ``index`` of an 8-bit RGB JPEG ``page`` (one :func:`jpeg_tile_colour` says is
@@ -232,15 +239,9 @@ class NativeTiles:
         frame header that is not the tile's)."""
         from ...jpeg_streams import NotAJPEG, standalone_jpeg
 
-        offset, count = int(page.dataoffsets[index]), int(page.databytecounts[index])
-        if count == 0 or offset == 0:
+        data = self.stored_bytes(page, index)
+        if data is None:
             return None  # read as zeros: there is no stream to pass on
-        if offset + count > self.file_size:
-            raise CorruptSlideError(self.path, _past_the_end(index, offset, count))
-        check_allocation((count,), 1, f"tile/strip {index} data", self.path)
-        data = self.source.read(offset, count)
-        if len(data) != count:
-            raise CorruptSlideError(self.path, _past_the_end(index, offset, count))
         frame = jpeg_frame(data)
         if frame is None or (frame.rows, frame.columns, frame.components, frame.bits) != (*tile_shape, 3, 8):
             return None
